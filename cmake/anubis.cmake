@@ -1,0 +1,18 @@
+include_guard(GLOBAL)
+include(GoogleTest)
+
+# anubis_add_test(NAME SOURCES src... [LIBS lib...] [LABELS label...])
+# One GoogleTest executable; each TEST becomes a ctest case carrying LABELS, so `ctest -L e2e`
+# selects a family. Tests that start the server find it through ANUBIS_SERVER.
+function(anubis_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main anubis_flags)
+  gtest_discover_tests(${name}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES
+      LABELS "${ARG_LABELS}"
+      TIMEOUT 300
+      ENVIRONMENT
+        "ANUBIS_SERVER=$<TARGET_FILE:anubis-server>;TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1 suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp;ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1")
+endfunction()
