@@ -85,6 +85,29 @@ bool has_control_character(std::string_view s) noexcept {
   return false;
 }
 
+// The longest prefix of `s` that does not end inside a UTF-8 sequence. Names are kept to 64
+// bytes, which may cut a character; details must stay valid UTF-8 (they are sent as JSON).
+std::string_view whole_characters(std::string_view s) noexcept {
+  std::size_t back = 0;  // continuation bytes at the end
+  while (back < 3 && back < s.size() &&
+         (static_cast<unsigned char>(s[s.size() - 1 - back]) & 0xc0) == 0x80) {
+    ++back;
+  }
+  if (back == s.size()) return s.substr(0, 0);
+  const auto lead = static_cast<unsigned char>(s[s.size() - 1 - back]);
+  const std::size_t length = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+  return length == back + 1 ? s : s.substr(0, s.size() - 1 - back);
+}
+
+// A name for an error detail, quoted; "..." marks one cut at 64 bytes.
+std::string quoted(const SmallString& name) {
+  std::string out = "\"";
+  out += whole_characters(name.view());
+  if (name.overflow) out += "...";
+  out += '"';
+  return out;
+}
+
 std::string quoted(std::string_view name) {
   std::string out = "\"";
   out += name;
@@ -103,6 +126,7 @@ class Handler {
 
   void reset() noexcept {
     depth_ = 0;
+    key_.clear();  // a line that failed inside a key leaves part of it here
     top_level_is_object_ = false;
     current_ = Field::unknown;
     for (auto& field : fields_) field.kind = ValueKind::absent;
@@ -284,7 +308,7 @@ void Handler::finish(Request& out) const {
     return;
   }
   if (has_duplicate_) {
-    fail(out, ErrorCode::invalid_event, "duplicate field " + quoted(duplicate_.view()));
+    fail(out, ErrorCode::invalid_event, "duplicate field " + quoted(duplicate_));
     return;
   }
 
@@ -305,7 +329,8 @@ void Handler::finish(Request& out) const {
       type = RequestType::balance;
     } else {
       fail(out, ErrorCode::unknown_type,
-           "unknown request type " + quoted(name) + " (expected health, metrics or balance)");
+           "unknown request type " + quoted(type_field.text) +
+               " (expected health, metrics or balance)");
       return;
     }
   }
@@ -328,7 +353,7 @@ void Handler::finish(Request& out) const {
     }
   };
   if (has_unknown_) {
-    fail(out, ErrorCode::invalid_event, "unknown field " + quoted(unknown_.view()));
+    fail(out, ErrorCode::invalid_event, "unknown field " + quoted(unknown_));
     return;
   }
   for (std::size_t i = 0; i < kFieldCount; ++i) {
