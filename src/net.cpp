@@ -262,11 +262,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void handle_line(std::string_view line) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank: ignored
+    // Length first: process_input() refuses a line as soon as too much of it is buffered, before
+    // its content is known, so a long line must be refused whatever it holds, blanks included.
     if (line.size() > config_.max_line_bytes) {
       refuse_line_too_long();
       return;
     }
+    if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank: ignored
     const Request& request = parser_.parse(line);
     if (request.type == RequestType::event) {
       batch_[batch_size_] = request.event;

@@ -67,19 +67,55 @@ inline bool apply_checked(Balance& b, std::int64_t delta) noexcept {
   return true;
 }
 
-// Transparent hashing, so lookups by string_view do not allocate a std::string.
+// A user name with its hash, computed once per operation: the sharded store picks the shard
+// and the map picks the bucket from the same hash.
+struct HashedUser {
+  explicit HashedUser(std::string_view user) noexcept
+      : name(user), hash(std::hash<std::string_view>{}(user)) {}
+  std::string_view name;
+  std::size_t hash;
+};
+
+// A map key that stores its hash. libstdc++ does not cache hash codes in the nodes of a map whose
+// hasher it considers cheap, and walking a bucket then re-hashes every key it passes; with the
+// hash stored in the key, "re-hashing" is a load. Lookups by HashedUser are transparent, so
+// finding an existing user neither allocates nor hashes again.
+struct StoredUser {
+  std::string name;
+  std::size_t hash;
+};
+
 struct UserHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
+  std::size_t operator()(const StoredUser& u) const noexcept { return u.hash; }
+  std::size_t operator()(const HashedUser& u) const noexcept { return u.hash; }
+};
+
+struct UserEqual {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const noexcept {
+    return a.hash == b.hash && std::string_view(a.name) == std::string_view(b.name);
   }
 };
-using BalanceMap = std::unordered_map<std::string, Balance, UserHash, std::equal_to<>>;
+
+using BalanceMap = std::unordered_map<StoredUser, Balance, UserHash, UserEqual>;
 
 // Finds or creates the entry for `user`; allocates only the first time a user is seen.
-inline Balance& entry_for(BalanceMap& map, std::string_view user) {
+inline Balance& entry_for(BalanceMap& map, const HashedUser& user) {
   if (auto it = map.find(user); it != map.end()) return it->second;
-  return map.try_emplace(std::string(user)).first->second;
+  return map.try_emplace(StoredUser{std::string(user.name), user.hash}).first->second;
+}
+
+// Looks `user` up without creating it: {0, 0} for a user never seen.
+inline Balance find_balance(const BalanceMap& map, const HashedUser& user) {
+  const auto it = map.find(user);
+  return it == map.end() ? Balance{} : it->second;
+}
+
+// Appends every entry of `map` to `out`.
+inline void append_entries(const BalanceMap& map, BalanceSnapshot& out) {
+  for (const auto& [user, balance] : map) out.emplace_back(user.name, balance);
 }
 
 // The run-time face of a lock strategy. Implementations come only from StoreAdapter.

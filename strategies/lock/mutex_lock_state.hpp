@@ -21,21 +21,22 @@ class MutexLockState {
   explicit MutexLockState(const StoreConfig&) {}
 
   bool apply(const Event& e) {
+    const HashedUser user(e.user.view());  // hashed before taking the lock
     std::lock_guard lock(mutex_);
-    return apply_checked(entry_for(map_, e.user.view()), e.delta);
+    return apply_checked(entry_for(map_, user), e.delta);
   }
 
-  Balance lookup(std::string_view user) const {
+  Balance lookup(std::string_view name) const {
+    const HashedUser user(name);
     std::lock_guard lock(mutex_);
-    const auto it = map_.find(user);
-    return it == map_.end() ? Balance{} : it->second;
+    return find_balance(map_, user);
   }
 
   BalanceSnapshot snapshot() const {
     BalanceSnapshot out;
     {
       std::lock_guard lock(mutex_);
-      out.assign(map_.begin(), map_.end());
+      append_entries(map_, out);
     }
     sort_by_user(out);
     return out;

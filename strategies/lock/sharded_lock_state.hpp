@@ -28,24 +28,24 @@ class ShardedLockState {
         shift_(64 - std::countr_zero(shards_.size())) {}
 
   bool apply(const Event& e) {
-    const std::string_view user = e.user.view();
+    const HashedUser user(e.user.view());
     Shard& shard = shards_[shard_index(user)];
     std::lock_guard lock(shard.mutex);
     return apply_checked(entry_for(shard.map, user), e.delta);
   }
 
-  Balance lookup(std::string_view user) const {
+  Balance lookup(std::string_view name) const {
+    const HashedUser user(name);
     const Shard& shard = shards_[shard_index(user)];
     std::lock_guard lock(shard.mutex);
-    const auto it = shard.map.find(user);
-    return it == shard.map.end() ? Balance{} : it->second;
+    return find_balance(shard.map, user);
   }
 
   BalanceSnapshot snapshot() const {
     BalanceSnapshot out;
     for (const Shard& shard : shards_) {
       std::lock_guard lock(shard.mutex);
-      out.insert(out.end(), shard.map.begin(), shard.map.end());
+      append_entries(shard.map, out);
     }
     sort_by_user(out);
     return out;
@@ -57,7 +57,7 @@ class ShardedLockState {
     BalanceMap map;  // guarded by mutex
   };
 
-  std::size_t shard_index(std::string_view user) const {
+  std::size_t shard_index(const HashedUser& user) const {
     // Fibonacci hashing: the top bits of hash * 2^64/phi, so the shard index does not reuse the
     // low bits the map's own buckets are chosen by. With one shard the shift is 64, which C++
     // leaves undefined, hence the explicit case.
