@@ -121,7 +121,7 @@ void build_cli(CLI::App& app, Options& o) {
       ->capture_default_str();
   app.add_option("--queue-capacity", o.pipeline.queue_capacity,
                  "Events the queue holds before replies become server_busy")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24))  // 16 Mi events, ~1.3 GB
       ->capture_default_str();
   app.add_option("--shards", o.store.shards, "Shards of --lock sharded (rounded up to 2^k)")
       ->check(CLI::Range(1, 1 << 16))

@@ -11,7 +11,7 @@
 //   events into `out` and returns how many. It returns 0 only after close(), once the queue is
 //   empty: that is the consumers' signal to exit.
 // - close() is called once no producer will push again (the pipeline guarantees it); every event
-//   pushed before close() is still popped.
+//   pushed before close() is still popped. Calling it again changes nothing.
 // - size_approx() is a momentary estimate for metrics.
 #pragma once
 

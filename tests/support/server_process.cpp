@@ -26,10 +26,14 @@ std::string errno_text(const char* what) {
 
 }  // namespace
 
-ServerProcess::ServerProcess(const std::vector<std::string>& flags, const ServerOptions& options) {
+std::string server_binary() {
   // ANUBIS_SERVER (set by ctest) wins; otherwise the server built next to this test.
   const char* binary = std::getenv("ANUBIS_SERVER");
-  if (binary == nullptr || *binary == '\0') binary = ANUBIS_DEFAULT_SERVER;
+  return binary == nullptr || *binary == '\0' ? ANUBIS_DEFAULT_SERVER : binary;
+}
+
+ServerProcess::ServerProcess(const std::vector<std::string>& flags, const ServerOptions& options) {
+  const std::string binary = server_binary();
   // Everything the child needs is prepared before fork(): between fork() and exec() the child of
   // a multi-threaded process may only call async-signal-safe functions.
   std::vector<std::string> args = {binary, "--port", "0"};

@@ -16,6 +16,9 @@
 
 namespace anubis::test {
 
+// The path of the server binary under test.
+std::string server_binary();
+
 struct ServerOptions {
   // Sets both the soft and the hard RLIMIT_NOFILE of the child before exec. The server raises
   // its soft limit to the hard one at start, so only lowering both really limits it.
