@@ -45,7 +45,7 @@ struct PipelineConfig {
   const QueueStrategy* queue = nullptr;
   std::size_t queue_capacity = 16'384;
   std::size_t io_threads = 1;  // producers
-  std::size_t workers = 2;     // consumers
+  std::size_t workers = 1;     // consumers; 1 measured best on 2 cores (docs/ARCHITECTURE.md)
   // Simulated CPU work per event (busy-wait), to model a costlier update than an addition.
   std::chrono::nanoseconds work_per_event{0};
 };
