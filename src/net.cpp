@@ -92,8 +92,12 @@ class ServerCore {
 
   std::chrono::milliseconds backoff_ = kMinAcceptBackoff;  // control strand
   bool stop_begun_ = false;                                // control strand
-  int signals_seen_ = 0;                                   // control strand
-  std::uint64_t last_processed_ = 0;                       // control strand
+  // Set by join(): handlers that would re-arm themselves (signals, stats tick) must not. A
+  // handler that completed just before join() cancelled it is already queued, and re-arming
+  // from it would keep the io_context running for ever.
+  bool joining_ = false;              // control strand
+  int signals_seen_ = 0;              // control strand
+  std::uint64_t last_processed_ = 0;  // control strand
   // Events processed per second over the last tick; relaxed: a hint, read by any I/O thread.
   std::atomic<std::uint64_t> processed_per_s_{0};
 
@@ -571,7 +575,7 @@ std::uint32_t ServerCore::retry_after_ms() const {
 void ServerCore::tick_stats() {
   stats_tick_.expires_after(kStatsTick);
   stats_tick_.async_wait([this](error_code ec) {
-    if (ec) return;
+    if (ec || joining_) return;
     const std::uint64_t processed = metrics.processed();
     processed_per_s_.store((processed - last_processed_) * 1000 / kStatsTick.count(),
                            std::memory_order_relaxed);
@@ -591,7 +595,7 @@ void ServerCore::wait_for_signal() {
       log.log(std::string("received ") + strsignal(signo) +
               " again; the shutdown is already under way and will finish");
     }
-    wait_for_signal();
+    if (!joining_) wait_for_signal();
   });
 }
 
@@ -630,6 +634,7 @@ void ServerCore::wait_until_network_stopped() {
 
 void ServerCore::join() {
   asio::dispatch(control_, [this] {
+    joining_ = true;
     error_code ignored;
     signals_.cancel(ignored);
     stats_tick_.cancel();
