@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "support/client.hpp"
+#include "support/graceful_exit.hpp"
 #include "support/proc_stats.hpp"
 #include "support/protocol.hpp"
 #include "support/server_process.hpp"
@@ -21,20 +22,6 @@ using namespace std::chrono_literals;
 
 constexpr auto kExitTimeout = 60s;
 constexpr auto kPrompt = 5s;  // "answered promptly", even by a sanitizer build
-
-// SIGTERMs the server and checks a clean exit whose final counters balance.
-void stop_and_check_final(ServerProcess& server) {
-  server.terminate();
-  EXPECT_EQ(server.wait_exit(deadline_in(kExitTimeout)), std::optional<int>(0))
-      << "server stdout:\n"
-      << server.output();
-  const auto final_json = server.final_json();
-  ASSERT_TRUE(final_json.has_value()) << server.output();
-  const auto counters = parse_counters(*final_json);
-  ASSERT_TRUE(counters.has_value()) << *final_json;
-  EXPECT_TRUE(counters_balance(*counters)) << *final_json;
-  EXPECT_EQ(counters->processed, counters->accepted) << *final_json;
-}
 
 // A valid event exactly `size` bytes long: blanks inside the JSON object pad it.
 std::string padded_event(std::size_t size, std::int64_t id) {
