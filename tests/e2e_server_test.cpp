@@ -58,6 +58,7 @@ void expect_balances(Client& client, const std::vector<std::string>& users,
 struct Combination {
   const char* queue;
   const char* lock;
+  const char* io_threads = "1";
 };
 
 class ConcurrentClients : public ::testing::TestWithParam<Combination> {};
@@ -70,7 +71,7 @@ TEST_P(ConcurrentClients, BalancesEqualTheSumOfEveryAcceptedEvent) {
   constexpr int kUsers = 500;
   // The lock-free queue holds at most 65,534 events; at most kClients * kWindow are in flight.
   ServerProcess server({"--queue", GetParam().queue, "--lock", GetParam().lock, "--workers", "2",
-                        "--queue-capacity", "65534"});
+                        "--io-threads", GetParam().io_threads, "--queue-capacity", "65534"});
 
   std::vector<Client> clients;
   for (int c = 0; c < kClients; ++c) clients.emplace_back(server.port());
@@ -142,9 +143,14 @@ INSTANTIATE_TEST_SUITE_P(EveryQueueAndLock, ConcurrentClients,
                          ::testing::Values(Combination{"mutex", "mutex"},
                                            Combination{"mutex", "sharded"},
                                            Combination{"lockfree", "mutex"},
-                                           Combination{"lockfree", "sharded"}),
+                                           Combination{"lockfree", "sharded"},
+                                           // Several event loops: connections on their strands,
+                                           // producers racing on the queue.
+                                           Combination{"mutex", "sharded", "3"},
+                                           Combination{"lockfree", "sharded", "3"}),
                          [](const ::testing::TestParamInfo<Combination>& param_info) {
-                           return std::string(param_info.param.queue) + "_" + param_info.param.lock;
+                           return std::string(param_info.param.queue) + "_" +
+                                  param_info.param.lock + "_io" + param_info.param.io_threads;
                          });
 
 // ---------------------------------------------------------------------------------------------
