@@ -1,6 +1,9 @@
 #include "log.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cerrno>
 
@@ -20,7 +23,15 @@ void write_all(const std::string& text) {
 
 }  // namespace
 
-Logger::Logger() : writer_([this] { run(); }) {}
+Logger::Logger()
+    : writer_([this] {
+        // Signals are for the threads that handle them (main.cpp, net.cpp): a signal delivered
+        // here would take its default action, and kill the process, at the wrong moment.
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        run();
+      }) {}
 
 Logger::~Logger() {
   {

@@ -1,10 +1,13 @@
 // anubis-server: parses the command line, assembles the engine from the three strategy
 // registries, serves until SIGINT/SIGTERM, and shuts down in order:
 //   stop accepting and reading -> answer and flush -> drain the queue -> join -> report.
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -97,6 +100,17 @@ void print_strategies() {
   std::puts(out.c_str());
 }
 
+// CLI::Range lets NaN through (every comparison with it is false); durations must be numbers.
+const CLI::Validator kFinite(
+    [](std::string& text) {
+      try {
+        return std::isfinite(std::stod(text)) ? std::string() : "must be a finite number";
+      } catch (const std::exception&) {
+        return std::string("must be a number");
+      }
+    },
+    "FINITE");
+
 void build_cli(CLI::App& app, Options& o) {
   app.description(
       "ANUBIS event server: JSON lines over TCP, a bounded queue, a worker pool and shared "
@@ -135,7 +149,8 @@ void build_cli(CLI::App& app, Options& o) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();
   app.add_option("--idle-timeout", o.idle_timeout_s,
-                 "Seconds without a byte from a client before it is closed")
+                 "Seconds in which a client neither sends nor reads before it is closed")
+      ->check(kFinite)
       ->check(CLI::Range(0.001, 1e6))
       ->capture_default_str();
   app.add_option("--max-output-bytes", o.net.max_output_bytes,
@@ -145,10 +160,12 @@ void build_cli(CLI::App& app, Options& o) {
   app.add_option("--shutdown-timeout", o.shutdown_timeout_s,
                  "Seconds a graceful stop may spend flushing replies (accepted events are "
                  "always applied)")
+      ->check(kFinite)
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
   app.add_option("--work-us", o.work_us,
                  "Simulated CPU work per event, in microseconds (busy-wait in the worker)")
+      ->check(kFinite)
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   app.add_option("--state-out", o.state_out,
@@ -180,6 +197,9 @@ int fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed stdout (a supervisor that read only the `listening` line) must not kill the server
+  // at its `final` line; sockets never raise SIGPIPE (Asio sends with MSG_NOSIGNAL).
+  std::signal(SIGPIPE, SIG_IGN);
   Options o;
   CLI::App app{"anubis-server"};
   build_cli(app, o);
@@ -205,10 +225,9 @@ int main(int argc, char** argv) {
   const ConcurrencyStrategy* concurrency = find_strategy(concurrency_strategies(), o.concurrency);
   if (std::string why = concurrency->check(o.pipeline); !why.empty()) return fail(why);
   if (!o.state_out.empty()) {
-    const auto slash = o.state_out.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : o.state_out.substr(0, slash + 1);
-    if (::access(dir.c_str(), W_OK) != 0) {
-      return fail("--state-out: directory '" + dir + "' does not exist or is not writable");
+    // Find out now, not after the drain, whether the file can be written.
+    if (std::string why = check_state_file_path(o.state_out); !why.empty()) {
+      return fail("--state-out: " + why);
     }
   }
 
@@ -233,6 +252,15 @@ int main(int argc, char** argv) {
   server->wait_until_network_stopped();  // listener closed, every connection answered/closed
   pipeline->drain_and_join();            // every accepted event applied; signals still handled
   server->join();
+  // Only this thread (and the logger, which blocks every signal) is left. From here a late
+  // SIGINT/SIGTERM stays pending instead of killing the process while it reports: the drain is
+  // over, so there is nothing left for a signal to stop.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  server.reset();
 
   int status = 0;
   if (!o.state_out.empty()) {

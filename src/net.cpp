@@ -12,7 +12,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/write.hpp>
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
@@ -159,7 +158,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   // Read buffer size when lines are short: large enough that a pipelining client needs few
-  // reads, small enough that 10,000 connections cost under 100 MB.
+  // reads, small enough that an idle connection costs about 20 KB in all (200 MB for 10,000).
   static constexpr std::size_t kMinReadBuffer = 8 * 1024;
   // Events offered to the pipeline per call.
   static constexpr std::size_t kBatch = 64;
@@ -168,7 +167,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // closing does not reset the connection and destroy replies it has not read yet.
   static constexpr std::chrono::milliseconds kLingerQuiet{250};
 
-  std::size_t unsent_bytes() const { return pending_.size() + in_flight_.size(); }
+  std::size_t unsent_bytes() const { return pending_.size() + in_flight_.size() - written_; }
   bool output_full() const { return unsent_bytes() >= config_.max_output_bytes; }
 
   // The one place that decides what to do next; called after every completion.
@@ -345,18 +344,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (writing_ || pending_.empty() || closed_) return;
     in_flight_.swap(pending_);  // in_flight_ was empty; the buffers keep their capacity
     writing_ = true;
-    asio::async_write(
-        socket_, asio::buffer(in_flight_),
-        [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
+    write_some();
   }
 
-  void on_write(const error_code& ec) {
-    writing_ = false;
-    in_flight_.clear();
+  // Writes in pieces (as much as the socket takes each time) rather than with one composed
+  // async_write, so that every piece the client takes counts as activity for the idle timeout:
+  // a client slowly reading a megabyte of replies is busy, not idle.
+  void write_some() {
+    socket_.async_write_some(
+        asio::buffer(in_flight_.data() + written_, in_flight_.size() - written_),
+        [self = shared_from_this()](error_code ec, std::size_t n) { self->on_write(ec, n); });
+  }
+
+  void on_write(const error_code& ec, std::size_t n) {
     if (ec) {
+      writing_ = false;
       close_now();
       return;
     }
+    last_activity_ = Clock::now();
+    written_ += n;
+    if (written_ < in_flight_.size()) {
+      write_some();
+      return;
+    }
+    writing_ = false;
+    in_flight_.clear();
+    written_ = 0;
     pump();
   }
 
@@ -435,6 +449,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Output: replies waiting for the write in flight, and the bytes of that write.
   std::string pending_;
   std::string in_flight_;
+  std::size_t written_ = 0;  // bytes of in_flight_ already sent; 0 when no write is in flight
 
   bool reading_ = false;
   bool writing_ = false;

@@ -21,7 +21,8 @@ struct NetConfig {
   std::size_t io_threads = 1;
   std::size_t max_line_bytes = 4096;  // before the line ending
   std::size_t max_connections = 10'000;
-  std::chrono::milliseconds idle_timeout{300'000};  // since the last byte received
+  // Since the client last sent a byte or took one of ours (a write of replies completed).
+  std::chrono::milliseconds idle_timeout{300'000};
   std::size_t max_output_bytes = 1 << 20;  // unsent replies per connection before reading pauses
   std::chrono::milliseconds shutdown_timeout{5'000};  // for the network part of a shutdown
 };

@@ -337,7 +337,7 @@ void Handler::finish(Request& out) const {
 
   if (!id_valid) {
     fail(out, ErrorCode::invalid_event,
-         "id must be a string of at most 64 bytes or an integer that fits in 64 bits");
+         "id must be a string of at most 64 bytes or an integer from -2^63 to 2^63-1");
     return;
   }
 

@@ -1,6 +1,7 @@
 #include "state.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +11,28 @@
 #include "reply.hpp"
 
 namespace anubis {
+
+namespace {
+
+std::string temporary_path(const std::string& path) {
+  return path + ".tmp." + std::to_string(::getpid());
+}
+
+}  // namespace
+
+std::string check_state_file_path(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || path.back() == '/' ||
+      (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+    return "'" + path + "' is a directory, not a file";
+  }
+  const std::string tmp = temporary_path(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return "cannot create " + tmp + ": " + std::strerror(errno);
+  ::close(fd);
+  ::unlink(tmp.c_str());
+  return {};
+}
 
 std::string write_state_file(const BalanceSnapshot& balances, const std::string& path) {
   std::string text = "{\"balances\":{";
@@ -23,7 +46,7 @@ std::string write_state_file(const BalanceSnapshot& balances, const std::string&
   }
   text += "}}\n";
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = temporary_path(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return "cannot create " + tmp + ": " + std::strerror(errno);
   std::size_t done = 0;

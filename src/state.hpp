@@ -13,4 +13,8 @@ namespace anubis {
 // the previous file or the complete new one. Returns "" or a one-line reason for failure.
 std::string write_state_file(const BalanceSnapshot& balances, const std::string& path);
 
+// Checks, without touching `path`, that write_state_file could write it: the temporary file can
+// be created beside it and `path` is not a directory. Returns "" or a one-line reason.
+std::string check_state_file_path(const std::string& path);
+
 }  // namespace anubis

@@ -55,6 +55,15 @@ TEST(E2eCli, BadFlagsAreOneLineErrors) {
   expect_one_line_error(run_server("--queue nosuch"), "nosuch");
   expect_one_line_error(run_server("--workers 0"), "--workers");
   expect_one_line_error(run_server("--bind not-an-address --port 0"), "not-an-address");
+  expect_one_line_error(run_server("--idle-timeout nan"), "--idle-timeout");
+  expect_one_line_error(run_server("--shutdown-timeout nan"), "--shutdown-timeout");
+}
+
+// A --state-out that could not be written is refused at start, not discovered after the drain.
+TEST(E2eCli, UnwritableStateOutIsRefusedAtStart) {
+  expect_one_line_error(run_server("--port 0 --state-out /tmp"), "directory");
+  expect_one_line_error(run_server("--port 0 --state-out /nonexistent-dir/state.json"),
+                        "/nonexistent-dir/state.json");
 }
 
 // The registry's declared limit is enforced at start: Boost.Lockfree holds at most 65,534.
@@ -89,6 +98,22 @@ TEST(E2eCli, SecondSignalDuringTheDrainDoesNotInterruptIt) {
   const auto counters = expect_graceful_exit(server, deadline_in(60s));
   ASSERT_TRUE(counters.has_value());
   EXPECT_EQ(counters->accepted, kEvents);
+}
+
+// Signals arriving at any moment of a shutdown, up to the very end, never kill the server: it
+// exits 0 after its final line however many SIGTERMs it gets.
+TEST(E2eCli, ASignalStormDuringShutdownDoesNotKillTheServer) {
+  ServerProcess server({});
+  Client client(server.port());
+  ASSERT_EQ(client.request(event_line("storm", 1)), accepted_reply());
+  const Deadline deadline = deadline_in(60s);
+  std::optional<int> status;
+  while (!status && Clock::now() < deadline) {
+    server.terminate();
+    status = server.wait_exit(deadline_in(1ms));
+  }
+  EXPECT_EQ(status, std::optional<int>(0)) << server.output();
+  EXPECT_TRUE(server.final_json().has_value()) << server.output();
 }
 
 }  // namespace

@@ -4,9 +4,14 @@
 // port and checks both the refusal and that service goes on for everyone else.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/client.hpp"
@@ -115,6 +120,48 @@ TEST(E2eLimits, IdleConnectionIsClosedWhileAnActiveOneStaysOpen) {
   EXPECT_EQ(active.request(health_line(0)), health_reply(0)) << "the active one must stay open";
   Client fresh(server.port());
   EXPECT_EQ(fresh.request(health_line(2)), health_reply(2));
+  stop_and_check_final(server);
+}
+
+// A client that reads its replies slowly is not idle, even while the server, waiting for it to
+// read, has stopped reading from it.
+TEST(E2eLimits, SlowReaderOfAPipelinedBurstIsNotIdle) {
+  ServerProcess server({"--idle-timeout", "0.2"});
+  Client client(server.port());
+  // A receive buffer shrunk after the handshake keeps the kernel from absorbing the burst on
+  // the client's behalf, so the server soon has replies it cannot send and stops reading.
+  const int receive_buffer = 256 * 1024;
+  ASSERT_EQ(
+      ::setsockopt(client.fd(), SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer), 0);
+  const std::string line = std::string(health_line()) + "\n";
+  constexpr std::size_t kLines = 200'000;  // 3.2 MB of replies: far more than the kernel absorbs
+  std::string stream;
+  stream.reserve(line.size() * kLines);
+  for (std::size_t i = 0; i < kLines; ++i) stream += line;
+
+  // The whole burst goes out from its own thread, as fast as the server takes it; the reads
+  // below use the socket directly, so the two threads share nothing but the descriptor.
+  std::thread sender([&] { client.send(stream, deadline_in(60s)); });
+  std::size_t replies = 0;
+  char buf[4096];
+  const Deadline deadline = deadline_in(60s);
+  std::string failure;
+  while (replies < kLines && failure.empty()) {
+    if (Clock::now() > deadline) failure = "only " + std::to_string(replies) + " replies in 60 s";
+    const ssize_t n = ::recv(client.fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN)) {
+      failure = "the server ended the connection after " + std::to_string(replies) + " replies";
+    }
+    if (n > 0) replies += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+    // The client reads at most 4 KiB per 2 ms (less through the small window), so draining the
+    // burst takes seconds, many times the idle timeout. Pacing a slow reader is a matter of time
+    // itself: there is no event to wait for.
+    std::this_thread::sleep_for(4ms);
+  }
+  if (!failure.empty()) ::shutdown(client.fd(), SHUT_RDWR);  // ends the sender's wait
+  sender.join();
+  ASSERT_EQ(failure, "");
+  EXPECT_EQ(replies, kLines);
   stop_and_check_final(server);
 }
 
