@@ -424,7 +424,7 @@ TEST(E2eServer, EveryBadLineGetsItsErrorAndTheConnectionGoesOn) {
       {"invalid id (not echoed)", R"({"user":"bob","action":"buy","amount":5,"id":1.5})",
        error_reply(
            "invalid_event",
-           R"("id must be a string of at most 64 bytes or an integer that fits in 64 bits")")},
+           R"("id must be a string of at most 64 bytes or an integer from -2^63 to 2^63-1")")},
       {"unknown type", R"({"type":"stats","id":12})",
        error_reply("unknown_type",
                    R"x("unknown request type \"stats\" (expected health, metrics or balance)")x",
