@@ -487,7 +487,11 @@ ServerCore::ServerCore(const NetConfig& net_config, Pipeline& events, AnyStore& 
 
 std::string ServerCore::local_address() const {
   const tcp::endpoint ep = acceptor_.local_endpoint();
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
+  // IPv6 addresses contain colons: brackets keep "HOST:PORT" splittable at the last colon and
+  // make the text usable as a URL authority (RFC 3986).
+  const std::string host =
+      ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+  return host + ":" + std::to_string(ep.port());
 }
 
 void ServerCore::start() {

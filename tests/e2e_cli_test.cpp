@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "support/client.hpp"
@@ -47,6 +49,18 @@ void expect_one_line_error(const RunResult& r, const std::string& needle) {
 TEST(E2eCli, OccupiedPortIsAOneLineError) {
   ServerProcess holder({});
   expect_one_line_error(run_server("--port " + std::to_string(holder.port())), "cannot listen");
+}
+
+// An IPv6 address is printed in brackets, so "HOST:PORT" splits at the last colon and reads as
+// a URL authority.
+TEST(E2eCli, Ipv6ListeningAddressIsBracketed) {
+  std::ifstream interfaces("/proc/net/if_inet6");
+  const std::string table((std::istreambuf_iterator<char>(interfaces)), {});
+  if (table.find("00000000000000000000000000000001") == std::string::npos) {
+    GTEST_SKIP() << "this machine has no IPv6 loopback address";
+  }
+  ServerProcess server({"--bind", "::1"});
+  EXPECT_EQ(server.listening_address(), "[::1]:" + std::to_string(server.port()));
 }
 
 // Unknown flags, unknown strategies and out-of-range values are refused the same way.

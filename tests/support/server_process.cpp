@@ -89,6 +89,7 @@ void ServerProcess::read_port(Deadline deadline) {
         throw std::runtime_error("unexpected first stdout line of the server: " + line);
       }
       port_ = static_cast<std::uint16_t>(std::stoul(line.substr(colon + 1)));
+      listening_address_ = line.substr(kListening.size());
       return;
     }
     if (!read_stdout(deadline)) {

@@ -39,6 +39,8 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   std::uint16_t port() const { return port_; }
+  // The address the server printed after "listening on " (e.g. "127.0.0.1:41235").
+  const std::string& listening_address() const { return listening_address_; }
   pid_t pid() const { return pid_; }
 
   // Sends SIGTERM: the server begins its graceful shutdown.
@@ -59,7 +61,7 @@ class ServerProcess {
   // Reads what the stdout pipe holds now, or waits for it until `deadline`. Returns false when
   // nothing more will come (EOF) or the deadline passed.
   bool read_stdout(Deadline deadline);
-  // Waits for the `listening on` line and records the port.
+  // Waits for the `listening on` line and records the address and port.
   void read_port(Deadline deadline);
   // SIGKILLs the server unless it was reaped already, reaps it and closes the descriptors.
   void kill_and_reap() noexcept;
@@ -71,6 +73,7 @@ class ServerProcess {
   bool reaped_ = false;
   int exit_status_ = -1;  // valid once reaped_
   std::uint16_t port_ = 0;
+  std::string listening_address_;
   std::string output_;
 };
 
