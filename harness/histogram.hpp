@@ -2,8 +2,10 @@
 //
 // Guarantees: values from kLowestNs (1 us) to kHighestNs (60 s) are kept with a relative error
 // of at most 1/256 (0.4%); percentile() answers within that bound of the exact nearest-rank
-// percentile of the recorded values. Values outside the range are clamped to its ends first, so
-// a 200 ns sample counts as 1 us and a 90 s sample as 60 s, and min()/max() report clamped values.
+// percentile of the recorded values. That is well inside the load client's promise of at most 1%
+// over the same range (tests/histogram_test.cpp checks the 1/256 bound across the whole range).
+// Values outside the range are clamped to its ends first, so a 200 ns sample counts as 1 us and a
+// 90 s sample as 60 s, and min()/max() report clamped values.
 //
 // Layout: each power-of-two range [2^e, 2^(e+1)) is split into 128 equal sub-buckets of width
 // 2^(e-7), so a bucket is never wider than 1/128 of the values in it, and a bucket's midpoint is

@@ -1,0 +1,130 @@
+#include "load/options.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace anubis::harness::load {
+namespace {
+
+constexpr std::size_t kMaxUserBytes = 64;  // protocol limit on a user name
+// Expected sums take 16 bytes per user per thread; this caps them at 160 MB a thread.
+constexpr std::uint32_t kMaxUsers = 10'000'000;
+constexpr std::uint32_t kMaxWindow = 4'096;
+constexpr std::uint32_t kMaxConnections = 10'000;
+
+}  // namespace
+
+std::optional<int> parse_options(int argc, char** argv, Options& options) {
+  CLI::App app{
+      "anubis-load: load generator and balance checker for anubis-server (or redis-server).\n"
+      "Closed loop by default (--pipeline requests in flight per connection); open loop with\n"
+      "--rate (a fixed schedule, latency counted from each request's intended send time)."};
+  options.user_prefix = "load" + std::to_string(::getpid()) + "-";
+  std::uint64_t events = 0;
+  double rate = 0;
+
+  app.add_option("--host", options.host, "Server address")->capture_default_str();
+  app.add_option("--port", options.port, "Server port")->required()->check(CLI::Range(1, 65535));
+  app.add_option("--target", options.target, "Protocol: anubis (JSON lines) or redis (RESP)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, Target>{{"anubis", Target::anubis}, {"redis", Target::redis}}))
+      ->capture_default_str();
+  app.add_option("--connections", options.connections, "TCP connections")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, kMaxConnections));
+  auto* pipeline_option = app.add_option("--pipeline", options.pipeline,
+                                         "Closed loop: requests in flight per connection")
+                              ->capture_default_str()
+                              ->check(CLI::Range(1U, kMaxWindow));
+  auto* rate_option =
+      app.add_option("--rate", rate, "Open loop: events/s in total, spread over the connections")
+          ->check(CLI::Range(1e-3, 1e9));
+  app.add_option("--max-inflight", options.max_inflight,
+                 "Open loop: requests outstanding per connection; a send finding none free is "
+                 "missed")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, kMaxWindow));
+  app.add_option("--timeout-ms", options.timeout_ms,
+                 "Open loop: a request unanswered this long after its intended send times out")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, 3'600'000U));
+  auto* events_option =
+      app.add_option("--events", events, "Total events across all connections, then stop")
+          ->check(CLI::PositiveNumber);
+  auto* duration_option = app.add_option("--duration", options.duration_s,
+                                         "Seconds of measured load (without --events)")
+                              ->capture_default_str()
+                              ->check(CLI::Range(0.001, 1e6));
+  events_option->excludes(duration_option);
+  app.add_option("--warmup", options.warmup_s,
+                 "Seconds of the same load before the measured phase (not in latency or rates; "
+                 "verified)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--users", options.mix.users, "Distinct users the events are spread over")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, kMaxUsers));
+  app.add_option("--distribution", options.mix.distribution, "How users are picked")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, Distribution>{
+          {"uniform", Distribution::uniform}, {"zipf", Distribution::zipf}}))
+      ->capture_default_str();
+  app.add_option("--zipf-s", options.mix.zipf_s, "Zipf exponent: P(user i) ∝ 1/(i+1)^s")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-6, 100.0));
+  app.add_option("--sell-ratio", options.mix.sell_ratio, "Share of events that are sells")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--user-prefix", options.user_prefix,
+                 "User (key) name prefix; the default is unique per process, so runs never share "
+                 "users")
+      ->capture_default_str();
+  app.add_option("--seed", options.seed, "Seed of the event sequences")->capture_default_str();
+  app.add_option("--threads", options.threads, "Client I/O threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, kMaxConnections));
+  app.add_option("--cpus", options.cpus, "Pin the I/O threads round-robin to these CPUs (e.g. 0,1)")
+      ->delimiter(',')
+      ->check(CLI::Range(0, 4095));
+  app.add_option("--json-out", options.json_out, "Write parameters and results to FILE as JSON");
+  app.add_flag("--verify", options.verify,
+               "After the load, check every touched user's balance against the accepted events");
+  app.add_flag("--quiet", options.quiet, "Print nothing to stdout (errors still go to stderr)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitUnusable;
+  }
+  if (events_option->count() > 0) options.events = events;
+  if (rate_option->count() > 0) {
+    if (pipeline_option->count() > 0) {
+      std::fprintf(stderr, "anubis-load: --pipeline applies to the closed loop only\n");
+      return kExitUnusable;
+    }
+    options.rate = rate;
+  }
+
+  // Names go into the requests unescaped: keep them to characters JSON needs no escape for (and
+  // RESP none at all, as it length-prefixes keys).
+  const bool printable =
+      std::all_of(options.user_prefix.begin(), options.user_prefix.end(),
+                  [](char c) { return c > ' ' && c < 0x7f && c != '"' && c != '\\'; });
+  if (!printable) {
+    std::fprintf(stderr, "anubis-load: --user-prefix must be printable ASCII without '\"', '\\'\n");
+    return kExitUnusable;
+  }
+  if (options.user_prefix.size() + std::to_string(options.mix.users - 1).size() > kMaxUserBytes) {
+    std::fprintf(stderr, "anubis-load: --user-prefix too long: user names are at most %zu bytes\n",
+                 kMaxUserBytes);
+    return kExitUnusable;
+  }
+  return std::nullopt;
+}
+
+}  // namespace anubis::harness::load

@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+"""Tests of harness/runner.py against the real anubis-server and anubis-load (ANUBIS_SERVER,
+ANUBIS_LOAD), plus fake servers that break the shutdown contract."""
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "harness"))
+
+import runner  # noqa: E402
+
+SERVER = os.environ.get("ANUBIS_SERVER", os.path.join(ROOT, "build/release/src/anubis-server"))
+LOAD = os.environ.get("ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load"))
+RUNNER = os.path.join(ROOT, "harness", "runner.py")
+
+# Two combinations of about a second each: small enough for every test run.
+TINY_MATRIX = """
+description = "test: queue mutex vs lockfree"
+repeat = 1
+[axes]
+queue = ["mutex", "lockfree"]
+[load]
+connections = 4
+pipeline = 8
+duration = 1
+users = 500
+"""
+
+# Wraps the real server and breaks one rule of its shutdown contract (FAKE_MODE): exits 1, or
+# reports processed != accepted, or received that does not add up.
+FAKE_SERVER = """#!/usr/bin/python3
+import json, os, signal, subprocess, sys
+real = %(server)r
+if "--help" in sys.argv or "--list-strategies" in sys.argv:
+    os.execv(real, [real] + sys.argv[1:])
+proc = subprocess.Popen([real] + sys.argv[1:], stdout=subprocess.PIPE, text=True)
+signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+mode = os.environ["FAKE_MODE"]
+for line in proc.stdout:
+    if line.startswith("final "):
+        final = json.loads(line[6:])
+        if mode == "processed":
+            final["processed"] -= 1
+        if mode == "received":
+            final["received"] += 1
+        line = "final " + json.dumps(final) + "\\n"
+    sys.stdout.write(line)
+    sys.stdout.flush()
+proc.wait()
+sys.exit(1 if mode == "exit1" else proc.returncode)
+"""
+
+
+def run_runner(matrix_text, out, server=SERVER, env=None, extra=()):
+    matrix = os.path.join(out + "-matrix.toml")
+    with open(matrix, "w") as f:
+        f.write(matrix_text)
+    return subprocess.run(
+        [sys.executable, RUNNER, matrix, "--out", out, "--server", server, "--load", LOAD,
+         *extra], capture_output=True, text=True, env=dict(os.environ, **(env or {})),
+        timeout=240)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def expected_columns(extra_server_columns=()):
+    strategies = runner.server_strategies(SERVER)
+    return (list(runner.HEAD_COLUMNS) + list(strategies) + list(runner.FIXED_SERVER_COLUMNS)
+            + list(extra_server_columns) + list(runner.LOAD_COLUMNS)
+            + list(runner.RESULT_COLUMNS))
+
+
+def load_supports(flag_name):
+    flags, _ = runner.help_defaults(LOAD)
+    return flag_name in flags
+
+
+class TinyMatrixTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="runner_test-")
+        cls.out = os.path.join(cls.tmp, "tiny")
+        cls.result = run_runner(TINY_MATRIX, cls.out)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    # A clean matrix exits 0 and names its CSV.
+    def test_exit_status(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+        self.assertIn(os.path.join(self.out, "results.csv"), self.result.stdout)
+
+    # results.csv has exactly the documented columns, one column per registry axis, and one
+    # verified row per run with the axis values it ran with.
+    def test_results_csv(self):
+        columns, rows = read_csv(os.path.join(self.out, "results.csv"))
+        self.assertEqual(columns, expected_columns())
+        self.assertEqual(len(rows), 2)
+        self.assertEqual(sorted(r["queue"] for r in rows), ["lockfree", "mutex"])
+        _, defaults = runner.help_defaults(SERVER)
+        for row in rows:
+            self.assertEqual(row["verified"], "true", row["failure"])
+            self.assertEqual(row["failure"], "")
+            self.assertEqual(row["lock"], defaults["lock"])
+            self.assertEqual(row["target"], "anubis")
+            self.assertGreater(float(row["events_per_s"]), 0)
+            self.assertEqual(row["accepted"], row["server_events"])
+            self.assertGreater(float(row["peak_rss_mib"]), 0)
+            self.assertGreater(float(row["cpu_s_per_million_events"]), 0)
+            self.assertEqual((row["connections"], row["pipeline"], row["users"]),
+                             ("4", "8", "500"))
+
+    # summary.csv has one ranked row per combination.
+    def test_summary_csv(self):
+        columns, rows = read_csv(os.path.join(self.out, "summary.csv"))
+        self.assertEqual(len(rows), 2)
+        self.assertEqual(sorted(r["rank"] for r in rows), ["1", "2"])
+        for key in runner.SUMMARY_RESULT_COLUMNS:
+            self.assertIn(key, columns)
+        first, second = sorted(rows, key=lambda r: int(r["rank"]))
+        self.assertGreaterEqual(float(first["events_per_s_median"]),
+                                float(second["events_per_s_median"]))
+
+    # meta.json carries every documented key, the matrix itself and the build it measured.
+    def test_meta(self):
+        with open(os.path.join(self.out, "meta.json")) as f:
+            meta = json.load(f)
+        self.assertEqual(set(meta), set(runner.META_KEYS))
+        self.assertEqual(meta["matrix"], TINY_MATRIX)
+        self.assertTrue(meta["all_verified"])
+        self.assertIn("commit", meta["git"])
+        self.assertIn("compiler", meta["build"])
+        self.assertGreater(meta["machine"]["cores"], 0)
+
+
+class DocumentationTest(unittest.TestCase):
+    # docs/RESULTS.md documents every CSV column and every meta.json key the runner writes.
+    def test_results_md_documents_every_column(self):
+        with open(os.path.join(ROOT, "docs", "RESULTS.md")) as f:
+            text = f.read()
+        documented = set(re.findall(r"^\|\s*`([a-z0-9_.]+)`", text, re.M))
+        names = (list(runner.HEAD_COLUMNS) + list(runner.FIXED_SERVER_COLUMNS)
+                 + list(runner.LOAD_COLUMNS) + list(runner.RESULT_COLUMNS)
+                 + list(runner.SUMMARY_RESULT_COLUMNS) + list(runner.META_KEYS))
+        missing = [n for n in names if n not in documented]
+        self.assertEqual(missing, [], "columns or keys missing from docs/RESULTS.md")
+
+
+class FailureDetectionTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="runner_fail-")
+        cls.fake = os.path.join(cls.tmp, "fake-server")
+        with open(cls.fake, "w") as f:
+            f.write(FAKE_SERVER % {"server": os.path.abspath(SERVER)})
+        os.chmod(cls.fake, os.stat(cls.fake).st_mode | stat.S_IXUSR)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def run_fake(self, mode):
+        matrix = TINY_MATRIX.replace('["mutex", "lockfree"]', '["mutex"]')
+        out = os.path.join(self.tmp, mode)
+        result = run_runner(matrix, out, server=self.fake, env={"FAKE_MODE": mode})
+        _, rows = read_csv(os.path.join(out, "results.csv"))
+        self.assertEqual(len(rows), 1)
+        return result, rows[0]
+
+    # A server that exits 1 after an otherwise perfect run makes the run unverified.
+    def test_nonzero_exit(self):
+        result, row = self.run_fake("exit1")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(row["verified"], "false")
+        self.assertIn("server exited with 1", row["failure"])
+
+    # processed != accepted (an event lost in the drain) makes the run unverified.
+    def test_processed_not_accepted(self):
+        result, row = self.run_fake("processed")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(row["verified"], "false")
+        self.assertRegex(row["failure"], r"processed \d+ != accepted \d+")
+
+    # received that does not add up makes the run unverified.
+    def test_received_does_not_add_up(self):
+        result, row = self.run_fake("received")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(row["verified"], "false")
+        self.assertIn("received", row["failure"])
+
+
+class CheckTest(unittest.TestCase):
+    FINAL = {"received": 10, "accepted": 7, "dropped": 1, "invalid": 1,
+             "rejected_shutting_down": 1, "processed": 7}
+
+    # A clean final line passes; each broken invariant is named.
+    def test_final_problems(self):
+        self.assertEqual(runner.final_problems(self.FINAL, 0), [])
+        self.assertEqual(runner.final_problems(self.FINAL, 1), ["server exited with 1"])
+        self.assertEqual(runner.final_problems(None, 0), ["server printed no final line"])
+        self.assertIn("processed 6 != accepted 7",
+                      runner.final_problems(dict(self.FINAL, processed=6), 0))
+        self.assertEqual(len(runner.final_problems(dict(self.FINAL, dropped=2), 0)), 1)
+
+    # The load client's exit status and its verify verdict both count.
+    def test_load_problems(self):
+        ok = {"verify": {"ok": True, "outcome": "ok", "mismatches": 0}}
+        self.assertEqual(runner.load_problems(0, ok), [])
+        self.assertEqual(len(runner.load_problems(1, ok)), 1)
+        bad = {"verify": {"ok": False, "outcome": "mismatch", "mismatches": 3}}
+        self.assertEqual(runner.load_problems(0, bad), ["verify mismatch (3 mismatches)"])
+        self.assertEqual(runner.load_problems(0, {"summary": {}}),
+                         ["anubis-load JSON has no verify result"])
+
+
+class ExpansionTest(unittest.TestCase):
+    STRATEGIES = {"queue": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+                  "lock": [{"name": "x"}, {"name": "y"}]}
+    DEFAULTS = {"queue": "a", "lock": "y", "workers": "1"}
+    FLAGS = {"queue", "lock", "workers", "port", "help"}
+
+    def matrix(self, text):
+        overrides = argparse.Namespace(repeat=None, server_cpus=None, client_cpus=None,
+                                       duration=None)
+        return runner.Matrix("test", textwrap.dedent(text), self.STRATEGIES, self.FLAGS,
+                             self.DEFAULTS, overrides)
+
+    # "all" takes every registry row; product mode multiplies the axes.
+    def test_product(self):
+        m = self.matrix('[axes]\nqueue = "all"\nlock = "all"\n')
+        self.assertEqual(len(m.combinations), 6)
+
+    # one_at_a_time: the defaults once, then each axis's other values alone.
+    def test_one_at_a_time(self):
+        m = self.matrix('mode = "one_at_a_time"\n[axes]\nqueue = "all"\nlock = "all"\n'
+                        'workers = [1, 2, 4]\n')
+        self.assertEqual(m.combinations[0], {"queue": "a", "lock": "y", "workers": "1"})
+        self.assertEqual(len(m.combinations), 1 + 2 + 1 + 2)
+        for combo in m.combinations[1:]:
+            changed = [k for k in combo if combo[k] != m.combinations[0][k]]
+            self.assertEqual(len(changed), 1, combo)
+
+    # Redis runs carry no ANUBIS axes, so they are not repeated once per strategy.
+    def test_redis_rows_drop_server_axes(self):
+        m = self.matrix('[axes]\ntarget = ["anubis", "redis"]\nqueue = "all"\n')
+        redis = [c for c in m.combinations if c["target"] == "redis"]
+        self.assertEqual(len(m.combinations), 4)
+        self.assertEqual(redis, [{"target": "redis", "queue": None}])
+
+    # Unknown strategy names and unknown axes are refused before anything runs.
+    def test_refuses_unknown(self):
+        with self.assertRaises(runner.MatrixError):
+            self.matrix('[axes]\nqueue = ["nope"]\n')
+        with self.assertRaises(runner.MatrixError):
+            self.matrix('[axes]\nbogus = [1]\n')
+
+
+@unittest.skipUnless(shutil.which("redis-server"), "redis-server is not installed")
+class RedisTargetTest(unittest.TestCase):
+    # A redis row runs against a private redis-server, verifies, and leaves strategy columns empty.
+    def test_redis_row(self):
+        if not load_supports("target"):
+            self.skipTest("anubis-load has no --target")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "redis")
+            matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]',
+                                         'target = ["anubis", "redis"]')
+            result = run_runner(matrix, out)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            _, rows = read_csv(os.path.join(out, "results.csv"))
+            by_target = {r["target"]: r for r in rows}
+            self.assertEqual(set(by_target), {"anubis", "redis"})
+            redis = by_target["redis"]
+            self.assertEqual(redis["verified"], "true", redis["failure"])
+            for axis in runner.server_strategies(SERVER):
+                self.assertEqual(redis[axis], "")
+            self.assertEqual(redis["accepted"], redis["server_events"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
