@@ -102,6 +102,7 @@ OPEN_LOOP_ONLY = ("max_inflight", "timeout_ms")
 
 SERVER_START_TIMEOUT_S = 15
 SERVER_STOP_TIMEOUT_S = 60
+LOAD_JSON_SCHEMA = 2  # the anubis-load --json-out layout this runner reads (docs/RESULTS.md)
 LOAD_GRACE_S = 120  # beyond duration + warmup: connecting, draining, verifying
 
 
@@ -601,6 +602,16 @@ def final_problems(final, code):
     return problems
 
 
+def accepted_problems(final, summary):
+    """Whether the server accepted exactly the events the client saw accepted (warm-up included).
+
+    A load client too old to report accepted_with_warmup is not checked here."""
+    client = (summary or {}).get("accepted_with_warmup")
+    if final is None or client is None or final.get("accepted") == client:
+        return []
+    return ["server accepted %s, client counted %s" % (final.get("accepted"), client)]
+
+
 def load_problems(code, result):
     """What is wrong with an anubis-load run: exit status and its --verify verdict."""
     problems = []
@@ -608,6 +619,10 @@ def load_problems(code, result):
         problems.append("anubis-load exited with %s" % code)
     if result is None:
         problems.append("anubis-load wrote no JSON")
+        return problems
+    if result.get("schema") != LOAD_JSON_SCHEMA:
+        problems.append("anubis-load JSON is schema %s, not %d" % (result.get("schema"),
+                                                                   LOAD_JSON_SCHEMA))
         return problems
     verify = result.get("verify")
     if not isinstance(verify, dict):
@@ -683,11 +698,7 @@ def run_once(ctx, index, repetition, combination, combo, capacity):
             problems += final_problems(final, code)
             server_events = final.get("processed") if final else None
             invalid = final.get("invalid") if final else None
-            summary = (result or {}).get("summary", {})
-            if (final and summary and float(params["warmup"]) == 0
-                    and final.get("accepted") != summary.get("accepted")):
-                problems.append("server accepted %s, client counted %s" % (
-                    final.get("accepted"), summary.get("accepted")))
+            problems += accepted_problems(final, (result or {}).get("summary"))
         else:
             server_events = server.events()
             invalid = None
@@ -712,9 +723,7 @@ def fill_results(row, result, server_events, invalid, usage, load_usage):
     result = result or {}
     summary = result.get("summary", {})
     corrected = result.get("latency_us", {})
-    # A load client older than JSON schema 2 has no uncorrected figures; it is closed-loop only,
-    # where the intended send time is the actual one, so its latency_us is both.
-    uncorrected = result.get("latency_uncorrected_us", corrected)
+    uncorrected = result.get("latency_uncorrected_us", {})
     for key in ("elapsed_s", "accepted", "dropped", "rejected_shutting_down", "errors",
                 "timeouts", "missed_sends", "unanswered"):
         if key in summary:
@@ -722,15 +731,8 @@ def fill_results(row, result, server_events, invalid, usage, load_usage):
     for key in ("events_per_s", "sent_per_s"):
         if key in summary:
             row[key] = round(summary[key], 1)
-    if "sent_per_s" not in summary and summary.get("elapsed_s"):
-        row["sent_per_s"] = round(summary.get("sent", 0) / summary["elapsed_s"], 1)
-    for key in ("timeouts", "missed_sends"):
-        if key not in summary and summary:
-            row[key] = 0  # v1 is closed-loop: it cannot time out or miss a send
     if "kept_up" in summary:
         row["kept_up"] = "true" if summary["kept_up"] else "false"
-    elif summary:
-        row["kept_up"] = "true"
     for key in LATENCY_KEYS:
         if key in corrected:
             row["%s_us" % key] = corrected[key]

@@ -79,6 +79,7 @@ TEST(Report, JsonFollowsSchemaTwo) {
 
   const json::object& summary = doc.at("summary").as_object();
   EXPECT_EQ(summary.at("accepted").as_int64(), 1);
+  EXPECT_EQ(summary.at("accepted_with_warmup").as_int64(), 2);  // the warmup event counts here
   EXPECT_EQ(summary.at("dropped").as_int64(), 1);
   EXPECT_EQ(summary.at("missed_sends").as_int64(), 1);
   EXPECT_EQ(summary.at("timeouts").as_int64(), 1);

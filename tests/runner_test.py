@@ -85,11 +85,6 @@ def expected_columns(extra_server_columns=()):
             + list(runner.RESULT_COLUMNS))
 
 
-def load_supports(flag_name):
-    flags, _ = runner.help_defaults(LOAD)
-    return flag_name in flags
-
-
 class TinyMatrixTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -218,15 +213,24 @@ class CheckTest(unittest.TestCase):
                       runner.final_problems(dict(self.FINAL, processed=6), 0))
         self.assertEqual(len(runner.final_problems(dict(self.FINAL, dropped=2), 0)), 1)
 
-    # The load client's exit status and its verify verdict both count.
+    # The server must have accepted exactly what the client saw accepted, warm-up included.
+    def test_accepted_problems(self):
+        self.assertEqual(runner.accepted_problems(self.FINAL, {"accepted_with_warmup": 7}), [])
+        self.assertEqual(runner.accepted_problems(self.FINAL, {"accepted_with_warmup": 6}),
+                         ["server accepted 7, client counted 6"])
+
+    # The load client's exit status, its JSON layout and its verify verdict all count.
     def test_load_problems(self):
-        ok = {"verify": {"ok": True, "outcome": "ok", "mismatches": 0}}
+        schema = {"schema": runner.LOAD_JSON_SCHEMA}
+        ok = dict(schema, verify={"ok": True, "outcome": "ok", "mismatches": 0})
         self.assertEqual(runner.load_problems(0, ok), [])
         self.assertEqual(len(runner.load_problems(1, ok)), 1)
-        bad = {"verify": {"ok": False, "outcome": "mismatch", "mismatches": 3}}
+        bad = dict(schema, verify={"ok": False, "outcome": "mismatch", "mismatches": 3})
         self.assertEqual(runner.load_problems(0, bad), ["verify mismatch (3 mismatches)"])
-        self.assertEqual(runner.load_problems(0, {"summary": {}}),
+        self.assertEqual(runner.load_problems(0, dict(schema, summary={})),
                          ["anubis-load JSON has no verify result"])
+        self.assertEqual(runner.load_problems(0, dict(ok, schema=1)),
+                         ["anubis-load JSON is schema 1, not 2"])
 
 
 class ExpansionTest(unittest.TestCase):
@@ -275,8 +279,6 @@ class ExpansionTest(unittest.TestCase):
 class RedisTargetTest(unittest.TestCase):
     # A redis row runs against a private redis-server, verifies, and leaves strategy columns empty.
     def test_redis_row(self):
-        if not load_supports("target"):
-            self.skipTest("anubis-load has no --target")
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "redis")
             matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]',

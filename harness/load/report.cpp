@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <string_view>
 
 namespace anubis::harness::load {
@@ -196,6 +197,10 @@ std::string json_report(const RunResult& run) {
   json.begin("summary");
   json.real("events_per_s", per_second(totals.accepted, run.elapsed_s));
   json.integer("accepted", totals.accepted);
+  // The expected sums cover warmup too, so the server's own count can be checked against them.
+  json.integer("accepted_with_warmup",
+               std::accumulate(stats.expected_events.begin(), stats.expected_events.end(),
+                               std::uint64_t{0}));
   json.integer("dropped", totals.dropped);
   json.integer("rejected_shutting_down", totals.rejected_shutting_down);
   json.integer("errors", totals.errors);
