@@ -27,7 +27,11 @@ import subprocess
 import sys
 import tempfile
 
-import runner
+from matrix_runner import ROOT
+from matrix_runner.errors import MatrixError
+from matrix_runner.processes import RedisServer, affinity_preexec, parse_cpus
+from matrix_runner.report import machine_info
+from matrix_runner.run import load_problems
 
 
 def run_benchmark(args, port):
@@ -35,7 +39,7 @@ def run_benchmark(args, port):
            "-P", str(args.pipeline), "-n", str(args.requests), "-r", str(args.users), "-q",
            "INCRBY", "k:__rand_int__", "5"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         preexec_fn=runner.affinity_preexec([args.client_cpu])).stdout
+                         preexec_fn=affinity_preexec([args.client_cpu])).stdout
     # -q rewrites a progress line with carriage returns; the last figure is the final one.
     rates = re.findall(r"([\d.]+) requests per second", out)
     if not rates:
@@ -48,17 +52,17 @@ def run_load(args, port, json_out):
            "--connections", str(args.connections), "--pipeline", str(args.pipeline),
            "--users", str(args.users), "--duration", str(args.duration), "--verify", "--quiet",
            "--cpus", str(args.client_cpu), "--json-out", json_out]
-    code = subprocess.run(cmd, preexec_fn=runner.affinity_preexec([args.client_cpu])).returncode
+    code = subprocess.run(cmd, preexec_fn=affinity_preexec([args.client_cpu])).returncode
     with open(json_out) as f:
         result = json.load(f)
-    problems = runner.load_problems(code, result)
+    problems = load_problems(code, result)
     if problems:
         raise RuntimeError("anubis-load: %s" % "; ".join(problems))
     return result["summary"]["events_per_s"]
 
 
 def with_redis(args, tmp, name, work):
-    redis = runner.RedisServer([args.server_cpu], os.path.join(tmp, name + "-redis.log"))
+    redis = RedisServer([args.server_cpu], os.path.join(tmp, name + "-redis.log"))
     try:
         return work(redis.port)
     finally:
@@ -81,7 +85,7 @@ def main():
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--min-ratio", type=float, default=0.9)
     parser.add_argument("--load", default=os.environ.get(
-        "ANUBIS_LOAD", os.path.join(runner.ROOT, "build/release/harness/anubis-load")))
+        "ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load")))
     args = parser.parse_args()
     for tool in ("redis-server", "redis-benchmark"):
         if not shutil.which(tool):
@@ -89,8 +93,8 @@ def main():
                   file=sys.stderr)
             return 2
     try:
-        runner.parse_cpus("%d,%d" % (args.client_cpu, args.server_cpu))
-    except runner.MatrixError as e:
+        parse_cpus("%d,%d" % (args.client_cpu, args.server_cpu))
+    except MatrixError as e:
         print("redis_peer: %s" % e, file=sys.stderr)
         return 2
 
@@ -109,7 +113,7 @@ def main():
             print("run %d/%d  redis-benchmark %10.0f requests/s   anubis-load %10.0f events/s"
                   "   ratio %.2f" % (i, args.runs, bench, load, load / bench), file=sys.stderr)
     median = statistics.median(ratios)
-    m = runner.machine_info()
+    m = machine_info()
     print("anubis-load / redis-benchmark against redis-server (CPU %d), client on CPU %d, "
           "%d connections x pipeline %d, %d keys: median ratio %.2f (runs: %s); %s, %d cores" % (
               args.server_cpu, args.client_cpu, args.connections, args.pipeline, args.users,

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Tests of harness/runner.py against the real anubis-server and anubis-load (ANUBIS_SERVER,
-ANUBIS_LOAD), plus fake servers that break the shutdown contract."""
+"""Tests of harness/runner.py and its harness/matrix_runner/ package against the real
+anubis-server and anubis-load (ANUBIS_SERVER, ANUBIS_LOAD), plus fake servers that break the
+shutdown contract."""
 
 import argparse
 import csv
@@ -18,7 +19,13 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "harness"))
 
-import runner  # noqa: E402
+from matrix_runner.binaries import help_defaults, server_strategies  # noqa: E402
+from matrix_runner.columns import (FIXED_SERVER_COLUMNS, HEAD_COLUMNS, LOAD_COLUMNS,  # noqa: E402
+                                   META_KEYS, RESULT_COLUMNS, SUMMARY_RESULT_COLUMNS)
+from matrix_runner.errors import MatrixError  # noqa: E402
+from matrix_runner.matrix import Matrix  # noqa: E402
+from matrix_runner.run import (LOAD_JSON_SCHEMA, accepted_problems, final_problems,  # noqa: E402
+                               load_problems)
 
 SERVER = os.environ.get("ANUBIS_SERVER", os.path.join(ROOT, "build/release/src/anubis-server"))
 LOAD = os.environ.get("ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load"))
@@ -79,10 +86,9 @@ def read_csv(path):
 
 
 def expected_columns(extra_server_columns=()):
-    strategies = runner.server_strategies(SERVER)
-    return (list(runner.HEAD_COLUMNS) + list(strategies) + list(runner.FIXED_SERVER_COLUMNS)
-            + list(extra_server_columns) + list(runner.LOAD_COLUMNS)
-            + list(runner.RESULT_COLUMNS))
+    strategies = server_strategies(SERVER)
+    return (list(HEAD_COLUMNS) + list(strategies) + list(FIXED_SERVER_COLUMNS)
+            + list(extra_server_columns) + list(LOAD_COLUMNS) + list(RESULT_COLUMNS))
 
 
 class TinyMatrixTest(unittest.TestCase):
@@ -108,7 +114,7 @@ class TinyMatrixTest(unittest.TestCase):
         self.assertEqual(columns, expected_columns())
         self.assertEqual(len(rows), 2)
         self.assertEqual(sorted(r["queue"] for r in rows), ["lockfree", "mutex"])
-        _, defaults = runner.help_defaults(SERVER)
+        _, defaults = help_defaults(SERVER)
         for row in rows:
             self.assertEqual(row["verified"], "true", row["failure"])
             self.assertEqual(row["failure"], "")
@@ -126,7 +132,7 @@ class TinyMatrixTest(unittest.TestCase):
         columns, rows = read_csv(os.path.join(self.out, "summary.csv"))
         self.assertEqual(len(rows), 2)
         self.assertEqual(sorted(r["rank"] for r in rows), ["1", "2"])
-        for key in runner.SUMMARY_RESULT_COLUMNS:
+        for key in SUMMARY_RESULT_COLUMNS:
             self.assertIn(key, columns)
         first, second = sorted(rows, key=lambda r: int(r["rank"]))
         self.assertGreaterEqual(float(first["events_per_s_median"]),
@@ -136,7 +142,7 @@ class TinyMatrixTest(unittest.TestCase):
     def test_meta(self):
         with open(os.path.join(self.out, "meta.json")) as f:
             meta = json.load(f)
-        self.assertEqual(set(meta), set(runner.META_KEYS))
+        self.assertEqual(set(meta), set(META_KEYS))
         self.assertEqual(meta["matrix"], TINY_MATRIX)
         self.assertTrue(meta["all_verified"])
         self.assertIn("commit", meta["git"])
@@ -150,9 +156,8 @@ class DocumentationTest(unittest.TestCase):
         with open(os.path.join(ROOT, "docs", "RESULTS.md")) as f:
             text = f.read()
         documented = set(re.findall(r"^\|\s*`([a-z0-9_.]+)`", text, re.M))
-        names = (list(runner.HEAD_COLUMNS) + list(runner.FIXED_SERVER_COLUMNS)
-                 + list(runner.LOAD_COLUMNS) + list(runner.RESULT_COLUMNS)
-                 + list(runner.SUMMARY_RESULT_COLUMNS) + list(runner.META_KEYS))
+        names = (list(HEAD_COLUMNS) + list(FIXED_SERVER_COLUMNS) + list(LOAD_COLUMNS)
+                 + list(RESULT_COLUMNS) + list(SUMMARY_RESULT_COLUMNS) + list(META_KEYS))
         missing = [n for n in names if n not in documented]
         self.assertEqual(missing, [], "columns or keys missing from docs/RESULTS.md")
 
@@ -206,30 +211,30 @@ class CheckTest(unittest.TestCase):
 
     # A clean final line passes; each broken invariant is named.
     def test_final_problems(self):
-        self.assertEqual(runner.final_problems(self.FINAL, 0), [])
-        self.assertEqual(runner.final_problems(self.FINAL, 1), ["server exited with 1"])
-        self.assertEqual(runner.final_problems(None, 0), ["server printed no final line"])
+        self.assertEqual(final_problems(self.FINAL, 0), [])
+        self.assertEqual(final_problems(self.FINAL, 1), ["server exited with 1"])
+        self.assertEqual(final_problems(None, 0), ["server printed no final line"])
         self.assertIn("processed 6 != accepted 7",
-                      runner.final_problems(dict(self.FINAL, processed=6), 0))
-        self.assertEqual(len(runner.final_problems(dict(self.FINAL, dropped=2), 0)), 1)
+                      final_problems(dict(self.FINAL, processed=6), 0))
+        self.assertEqual(len(final_problems(dict(self.FINAL, dropped=2), 0)), 1)
 
     # The server must have accepted exactly what the client saw accepted, warm-up included.
     def test_accepted_problems(self):
-        self.assertEqual(runner.accepted_problems(self.FINAL, {"accepted_with_warmup": 7}), [])
-        self.assertEqual(runner.accepted_problems(self.FINAL, {"accepted_with_warmup": 6}),
+        self.assertEqual(accepted_problems(self.FINAL, {"accepted_with_warmup": 7}), [])
+        self.assertEqual(accepted_problems(self.FINAL, {"accepted_with_warmup": 6}),
                          ["server accepted 7, client counted 6"])
 
     # The load client's exit status, its JSON layout and its verify verdict all count.
     def test_load_problems(self):
-        schema = {"schema": runner.LOAD_JSON_SCHEMA}
+        schema = {"schema": LOAD_JSON_SCHEMA}
         ok = dict(schema, verify={"ok": True, "outcome": "ok", "mismatches": 0})
-        self.assertEqual(runner.load_problems(0, ok), [])
-        self.assertEqual(len(runner.load_problems(1, ok)), 1)
+        self.assertEqual(load_problems(0, ok), [])
+        self.assertEqual(len(load_problems(1, ok)), 1)
         bad = dict(schema, verify={"ok": False, "outcome": "mismatch", "mismatches": 3})
-        self.assertEqual(runner.load_problems(0, bad), ["verify mismatch (3 mismatches)"])
-        self.assertEqual(runner.load_problems(0, dict(schema, summary={})),
+        self.assertEqual(load_problems(0, bad), ["verify mismatch (3 mismatches)"])
+        self.assertEqual(load_problems(0, dict(schema, summary={})),
                          ["anubis-load JSON has no verify result"])
-        self.assertEqual(runner.load_problems(0, dict(ok, schema=1)),
+        self.assertEqual(load_problems(0, dict(ok, schema=1)),
                          ["anubis-load JSON is schema 1, not 2"])
 
 
@@ -242,8 +247,8 @@ class ExpansionTest(unittest.TestCase):
     def matrix(self, text):
         overrides = argparse.Namespace(repeat=None, server_cpus=None, client_cpus=None,
                                        duration=None)
-        return runner.Matrix("test", textwrap.dedent(text), self.STRATEGIES, self.FLAGS,
-                             self.DEFAULTS, overrides)
+        return Matrix("test", textwrap.dedent(text), self.STRATEGIES, self.FLAGS, self.DEFAULTS,
+                      overrides)
 
     # "all" takes every registry row; product mode multiplies the axes.
     def test_product(self):
@@ -269,9 +274,9 @@ class ExpansionTest(unittest.TestCase):
 
     # Unknown strategy names and unknown axes are refused before anything runs.
     def test_refuses_unknown(self):
-        with self.assertRaises(runner.MatrixError):
+        with self.assertRaises(MatrixError):
             self.matrix('[axes]\nqueue = ["nope"]\n')
-        with self.assertRaises(runner.MatrixError):
+        with self.assertRaises(MatrixError):
             self.matrix('[axes]\nbogus = [1]\n')
 
 
@@ -290,7 +295,7 @@ class RedisTargetTest(unittest.TestCase):
             self.assertEqual(set(by_target), {"anubis", "redis"})
             redis = by_target["redis"]
             self.assertEqual(redis["verified"], "true", redis["failure"])
-            for axis in runner.server_strategies(SERVER):
+            for axis in server_strategies(SERVER):
                 self.assertEqual(redis[axis], "")
             self.assertEqual(redis["accepted"], redis["server_events"])
 

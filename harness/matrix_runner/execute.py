@@ -1,0 +1,104 @@
+"""A whole matrix: find it, check it against the binaries, build every load command up front,
+measure the capacity of an overload matrix, run every combination repetition by repetition with
+progress on stderr, then write and print the results. Exit status 1 when a run was not verified."""
+
+import os
+import sys
+import time
+
+from . import ROOT
+from .binaries import help_defaults, server_strategies
+from .columns import HEAD_COLUMNS, LOAD_COLUMNS, RESULT_COLUMNS
+from .errors import MatrixError
+from .matrix import Matrix
+from .report import (clock, describe, fmt_us, meta, print_report, result_dir, summarise,
+                     summary_columns, write_csv, write_json)
+from .run import load_command, load_parameters, measure_capacity, run_once
+
+
+class Context:
+    """What every run of one matrix shares: binaries, their flags, the matrix, the columns, the
+    runs directory, and the Redis version once a Redis run has seen it."""
+
+
+def run_matrix(args):
+    path = args.matrix
+    if not os.path.exists(path) and os.sep not in path:
+        path = os.path.join(ROOT, "harness", "matrices", path + ".toml")
+    if not os.path.exists(path):
+        raise MatrixError("no matrix %s" % args.matrix)
+    for binary in (args.server, args.load):
+        if not os.access(binary, os.X_OK):
+            raise MatrixError("%s is not built (./lab build release)" % binary)
+    with open(path) as f:
+        text = f.read()
+
+    ctx = Context()
+    ctx.server, ctx.load = os.path.abspath(args.server), os.path.abspath(args.load)
+    strategies = server_strategies(ctx.server)
+    server_flags, server_defaults = help_defaults(ctx.server)
+    ctx.load_flags, _ = help_defaults(ctx.load)
+    ctx.matrix = matrix = Matrix(path, text, strategies, server_flags, server_defaults, args)
+    ctx.redis_version = None
+
+    ctx.columns = (list(HEAD_COLUMNS) + matrix.server_axis_columns + list(LOAD_COLUMNS)
+                   + list(RESULT_COLUMNS))
+    ctx.summary_key_columns = (["combination", "target"] + matrix.server_axis_columns
+                               + list(LOAD_COLUMNS))
+
+    # Every run's load command, built once before anything starts: a load client that lacks a
+    # flag the matrix needs fails here, not after the first half of the matrix.
+    for combo in matrix.combinations:
+        params, passed = load_parameters(matrix, combo, 1.0)
+        load_command(ctx.load, ctx.load_flags, 1, combo.get("target") or "anubis", params,
+                     passed, matrix.client_cpus, os.devnull)
+
+    out_dir = args.out or result_dir(os.path.join(ROOT, "results"))
+    ctx.runs_dir = os.path.join(out_dir, "runs")
+    os.makedirs(ctx.runs_dir, exist_ok=True)
+
+    started = time.monotonic()
+    capacity = None
+    if matrix.multiples:
+        print("measuring capacity: %g s closed loop against the default server" %
+              matrix.capacity_duration, file=sys.stderr)
+        capacity = measure_capacity(ctx)
+        print("capacity %.0f events/s" % capacity, file=sys.stderr)
+
+    plan = [(rep, number, combo) for rep in range(1, matrix.repeat + 1)
+            for number, combo in enumerate(matrix.combinations, 1)]
+    print("%s: %d combinations x %d repetitions = %d runs -> %s" % (
+        os.path.basename(path), len(matrix.combinations), matrix.repeat, len(plan), out_dir),
+        file=sys.stderr)
+    rows = []
+    run_started = time.monotonic()
+    per_run = (matrix.load.get("duration") or 5) + float(matrix.load["warmup"]) + 1.0
+    for index, (rep, number, combo) in enumerate(plan, 1):
+        elapsed = time.monotonic() - run_started
+        estimate = (elapsed / (index - 1) if index > 1 else per_run) * (len(plan) - index + 1)
+        print("[run %d/%d] %s (rep %d)  elapsed %s, ~%s left" % (
+            index, len(plan), describe(combo), rep, clock(time.monotonic() - started),
+            clock(estimate)), file=sys.stderr, flush=True)
+        row = run_once(ctx, index, rep, number, combo, capacity)
+        rows.append(row)
+        status = "verified" if row["verified"] == "true" else "NOT VERIFIED: " + row["failure"]
+        rate = "%.0f events/s" % float(row["events_per_s"]) if row["events_per_s"] != "" else "-"
+        print("          %s, p99 %s, %s" % (rate, fmt_us(row["p99_us"]), status),
+              file=sys.stderr, flush=True)
+
+
+    csv_path = os.path.join(out_dir, "results.csv")
+    write_csv(csv_path, ctx.columns, rows)
+    summary = summarise(ctx, rows, capacity)
+    write_csv(os.path.join(out_dir, "summary.csv"), summary_columns(ctx), summary)
+
+    meta_data = meta(ctx, path, text, strategies, rows, capacity, started)
+    write_json(os.path.join(out_dir, "meta.json"), meta_data)
+
+    print_report(ctx, path, meta_data, summary, csv_path)
+    if not meta_data["all_verified"]:
+        bad = sum(r["verified"] != "true" for r in rows)
+        print("%d of %d runs were NOT verified (see the failure column)" % (bad, len(rows)),
+              file=sys.stderr)
+        return 1
+    return 0

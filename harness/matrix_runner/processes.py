@@ -1,0 +1,241 @@
+"""The processes a run starts: anubis-server on port 0, a private redis-server, CPU pinning, and
+reaping with wait4 so that each child's own peak RSS and CPU time are known."""
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from .errors import MatrixError
+
+SERVER_START_TIMEOUT_S = 15
+SERVER_STOP_TIMEOUT_S = 60
+
+
+def affinity_preexec(cpus):
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def parse_cpus(text):
+    """"0,2-3" -> [0, 2, 3]; "" or None -> []."""
+    if text in (None, ""):
+        return []
+    cpus = []
+    for part in str(text).split(","):
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            cpus.extend(range(int(lo), int(hi) + 1))
+        else:
+            cpus.append(int(part))
+    allowed = os.sched_getaffinity(0)
+    missing = [c for c in cpus if c not in allowed]
+    if missing:
+        raise MatrixError("CPU %s not available to this process (allowed: %s)" % (
+            ",".join(map(str, missing)), ",".join(map(str, sorted(allowed)))))
+    return cpus
+
+
+def wait_rusage(proc, deadline):
+    """Reaps proc with wait4 so that its own peak RSS and CPU time are known; kills it at deadline.
+
+    Returns (exit code, rusage). A negative exit code is the signal that ended it."""
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage
+        if time.monotonic() > deadline:
+            proc.kill()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage
+        time.sleep(0.01)
+
+
+def read_line_matching(fd, pattern, deadline, buffer):
+    """Reads from a pipe until a line matches pattern (returns the match) or EOF/deadline (None)."""
+    while True:
+        for line in buffer[0].split("\n")[:-1]:
+            match = pattern.match(line.strip())
+            if match:
+                return match
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return None
+        buffer[0] += chunk.decode(errors="replace")
+
+
+def read_to_eof(fd, deadline, buffer):
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buffer[0] += chunk.decode(errors="replace")
+
+
+class AnubisServer:
+    """One anubis-server on port 0: started, then stopped with SIGTERM and reaped with wait4."""
+
+    LISTENING = re.compile(r"listening on .*:(\d+)$")
+
+    def __init__(self, binary, flags, cpus, log_path):
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([binary, "--port", "0", *flags], stdout=subprocess.PIPE,
+                                     stderr=self.log, preexec_fn=affinity_preexec(cpus))
+        self.out = [""]
+        match = read_line_matching(self.proc.stdout.fileno(), self.LISTENING,
+                                   time.monotonic() + SERVER_START_TIMEOUT_S, self.out)
+        if not match:
+            code, _ = wait_rusage(self.proc, time.monotonic() + 5)
+            self.close()
+            raise RuntimeError("server did not report `listening on` (exit %s): %s" % (
+                code, tail(log_path)))
+        self.port = int(match.group(1))
+
+    def stop(self):
+        """SIGTERM, wait for exit. Returns (exit code, final dict or None, rusage)."""
+        self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + SERVER_STOP_TIMEOUT_S
+        read_to_eof(self.proc.stdout.fileno(), deadline, self.out)
+        code, usage = wait_rusage(self.proc, deadline)
+        self.close()
+        finals = [l for l in self.out[0].splitlines() if l.startswith("final ")]
+        final = None
+        if finals:
+            try:
+                final = json.loads(finals[-1][len("final "):])
+            except ValueError:
+                final = None
+        return code, final, usage
+
+    def kill(self):
+        if self.proc.returncode is None:
+            self.proc.kill()
+            wait_rusage(self.proc, time.monotonic() + 5)
+        self.close()
+
+    def close(self):
+        self.proc.stdout.close()
+        self.log.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resp_command(port, *words, timeout=5.0):
+    """Sends one RESP command to 127.0.0.1:port and returns the decoded reply (str, int or None)."""
+    payload = b"*%d\r\n" % len(words)
+    for w in words:
+        w = str(w).encode()
+        payload += b"$%d\r\n%s\r\n" % (len(w), w)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        f = s.makefile("rb")
+        line = f.readline()
+        if not line:
+            return None
+        kind, rest = line[:1], line[1:].rstrip(b"\r\n")
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError("redis error: %s" % rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else f.read(n + 2)[:-2].decode()
+        raise RuntimeError("unexpected redis reply %r" % line)
+
+
+class RedisServer:
+    """A private redis-server (never the system service): no persistence, loopback, a free port."""
+
+    def __init__(self, cpus, log_path, binary="redis-server"):
+        if not shutil.which(binary):
+            raise MatrixError("redis-server is not installed (./lab setup installs it)")
+        self.log_path = log_path
+        self.dir = os.path.dirname(os.path.abspath(log_path))
+        last_error = ""
+        for _ in range(5):  # another process may take the free port before redis binds it
+            self.port = free_port()
+            self.log = open(log_path, "w")
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--save", "", "--appendonly", "no",
+                 "--bind", "127.0.0.1", "--daemonize", "no", "--dir", self.dir],
+                stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=affinity_preexec(cpus))
+            if self._wait_ready(time.monotonic() + SERVER_START_TIMEOUT_S):
+                return
+            last_error = tail(log_path)
+            self.kill()
+        raise RuntimeError("redis-server did not answer PING: %s" % last_error)
+
+    def _wait_ready(self, deadline):
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                if resp_command(self.port, "PING", timeout=1) == "PONG":
+                    return True
+            except (OSError, RuntimeError):
+                pass
+            time.sleep(0.02)
+        return False
+
+    def events(self):
+        """INCRBY + DECRBY calls since start: the events Redis applied (INFO commandstats)."""
+        info = resp_command(self.port, "INFO", "commandstats") or ""
+        total = 0
+        for name in ("incrby", "decrby"):
+            match = re.search(r"cmdstat_%s:calls=(\d+)" % name, info)
+            if match:
+                total += int(match.group(1))
+        return total
+
+    def version(self):
+        info = resp_command(self.port, "INFO", "server") or ""
+        match = re.search(r"redis_version:(\S+)", info)
+        return match.group(1) if match else None
+
+    def stop(self):
+        """SHUTDOWN NOSAVE (SIGTERM if that fails). Returns (exit code, rusage)."""
+        try:
+            resp_command(self.port, "SHUTDOWN", "NOSAVE")
+        except (OSError, RuntimeError):
+            self.proc.send_signal(signal.SIGTERM)
+        code, usage = wait_rusage(self.proc, time.monotonic() + SERVER_STOP_TIMEOUT_S)
+        self.log.close()
+        return code, usage
+
+    def kill(self):
+        if self.proc.returncode is None:
+            self.proc.kill()
+            wait_rusage(self.proc, time.monotonic() + 5)
+        self.log.close()
+
+
+def tail(path, lines=3):
+    try:
+        with open(path, errors="replace") as f:
+            return " | ".join(l.strip() for l in f.read().splitlines()[-lines:])
+    except OSError:
+        return ""
