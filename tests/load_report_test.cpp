@@ -21,11 +21,27 @@ LoadStats sample_stats() {
   stats.on_reply({kSecond / 2, kSecond / 2, 1, 5}, accepted, kSecond / 2 + 1'000'000);
   stats.on_sent(kSecond);
   stats.on_reply({kSecond, kSecond + 1'000'000, 2, -3}, accepted, kSecond + 3'000'000);
-  stats.on_missed(kSecond + 10);
+  OpenLoopConfig schedule;
+  schedule.start_ns = kSecond + 10;
+  schedule.interval_ns = 1e6;
+  stats.on_missed(schedule, 0, 1);  // the send intended at 1 s + 10 ns
   stats.on_sent(2 * kSecond + 5);
   stats.on_timeout({2 * kSecond + 5, 2 * kSecond + 5, 3, 1}, 2 * kSecond + 400'000'000);
   stats.on_reply({2 * kSecond + 5, 2 * kSecond + 5, 3, 1}, busy, 2 * kSecond + 500'000'000);
   return stats;
+}
+
+// Missed sends count in the second they were intended for, and not at all in the warmup, however
+// many one call reports.
+TEST(LoadStats, MissedSendsSplitBySecond) {
+  LoadStats stats(1, kSecond, true);  // measured from 1 s
+  OpenLoopConfig schedule;
+  schedule.interval_ns = 1e6;           // send k intended at k ms
+  stats.on_missed(schedule, 0, 2'500);  // 0 .. 2.499 s
+  EXPECT_EQ(stats.totals.missed_sends, 1'500U);
+  ASSERT_GE(stats.series.size(), 2U);
+  EXPECT_EQ(stats.series[0].counters.missed_sends, 1'000U);
+  EXPECT_EQ(stats.series[1].counters.missed_sends, 500U);
 }
 
 // The statistics keep warmup out of the counts and latencies but in the expected balances.

@@ -24,7 +24,9 @@ struct FakeConnection {
           sent.push_back(at);
           window.push({at, now, 0, 1});
         },
-        [&](std::int64_t at) { missed.push_back(at); });
+        [&](std::uint64_t first, std::uint64_t end) {
+          for (std::uint64_t k = first; k < end; ++k) missed.push_back(schedule.config().at(k));
+        });
   }
   // The server answers the oldest request.
   InFlight answer() { return window.pop(); }
@@ -68,7 +70,8 @@ TEST(OpenLoopSchedule, FractionalIntervalDoesNotDrift) {
   OpenLoopSchedule schedule(config);
   std::uint64_t sends = 0;
   schedule.poll(
-      3'000'000'000, 100, [&](std::int64_t) { ++sends; }, [](std::int64_t) { FAIL(); });
+      3'000'000'000, 100, [&](std::int64_t) { ++sends; },
+      [](std::uint64_t, std::uint64_t) { FAIL(); });
   EXPECT_EQ(sends, 10U);  // 0, 1/3, ..., 3 s inclusive
   EXPECT_EQ(schedule.next_send(), 3'333'333'333);
 }
@@ -99,6 +102,32 @@ TEST(OpenLoopSchedule, ClientStallMissesOldSends) {
   EXPECT_EQ(c.missed.size(), 14U);
   EXPECT_EQ(c.sent, (std::vector<std::int64_t>{0, 15 * kMs, 16 * kMs, 17 * kMs, 18 * kMs, 19 * kMs,
                                                20 * kMs}));
+}
+
+// A poll far behind a schedule it cannot keep (one send per nanosecond, a second late) decides
+// a billion sends in at most two calls for the misses: falling behind costs constant work, so a
+// --rate far beyond capacity cannot make the client spend itself counting misses.
+TEST(OpenLoopSchedule, FallingFarBehindCostsConstantWork) {
+  OpenLoopConfig config;
+  config.interval_ns = 1.0;
+  config.max_lateness_ns = 5 * kMs;
+  OpenLoopSchedule schedule(config);
+  std::vector<std::int64_t> sent;
+  std::uint64_t missed = 0;
+  int missed_calls = 0;
+  const std::int64_t now = 1'000 * kMs;
+  schedule.poll(
+      now, 4, [&](std::int64_t at) { sent.push_back(at); },
+      [&](std::uint64_t first, std::uint64_t end) {
+        missed += end - first;
+        ++missed_calls;
+      });
+  // The oldest sends within max_lateness go out; everything older or beyond the window is missed.
+  EXPECT_EQ(sent, (std::vector<std::int64_t>{now - 5 * kMs, now - 5 * kMs + 1, now - 5 * kMs + 2,
+                                             now - 5 * kMs + 3}));
+  EXPECT_EQ(sent.size() + missed, static_cast<std::uint64_t>(now) + 1);
+  EXPECT_LE(missed_calls, 2);
+  EXPECT_EQ(schedule.next_send(), now + 1);
 }
 
 // A poll with fewer free slots than due sends sends as many as fit, oldest first, and misses

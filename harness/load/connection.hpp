@@ -145,7 +145,9 @@ class Connection {
             append(intended, now);
             stats_.on_sent(intended);
           },
-          [this](std::int64_t intended) { stats_.on_missed(intended); });
+          [this](std::uint64_t first, std::uint64_t end) {
+            stats_.on_missed(schedule_->config(), first, end);
+          });
       flush(now);
       arm_timer();
     } else if (!writing_) {

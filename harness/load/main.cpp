@@ -167,10 +167,14 @@ int run(int argc, char** argv) {
                               : run_load<AnubisProtocol>(options, endpoints, threads, stats);
   if (load_status != kExitOk) return load_status;
 
+  // The measured phase runs from its start to the last reply; an open loop with --duration
+  // offered load for all of --duration, so its rates are per that time even when the schedule
+  // intended its last send long before the end (a rate below one event per connection).
   const std::int64_t measure_start_ns = seconds_to_ns(options.warmup_s);
-  const double elapsed_s = stats.last_reply_ns > measure_start_ns
-                               ? static_cast<double>(stats.last_reply_ns - measure_start_ns) / 1e9
-                               : 0.0;
+  double elapsed_s = stats.last_reply_ns > measure_start_ns
+                         ? static_cast<double>(stats.last_reply_ns - measure_start_ns) / 1e9
+                         : 0.0;
+  if (options.open_loop() && !options.events) elapsed_s = std::max(elapsed_s, options.duration_s);
   RunResult result{options, threads, stats, elapsed_s, std::nullopt};
 
   if (!options.quiet) print_summary(result);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <map>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +16,7 @@ constexpr std::size_t kMaxUserBytes = 64;  // protocol limit on a user name
 constexpr std::uint32_t kMaxUsers = 10'000'000;
 constexpr std::uint32_t kMaxWindow = 4'096;
 constexpr std::uint32_t kMaxConnections = 10'000;
+constexpr std::uint64_t kMaxEvents = 1'000'000'000'000;
 
 }  // namespace
 
@@ -28,12 +28,15 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   options.user_prefix = "load" + std::to_string(::getpid()) + "-";
   std::uint64_t events = 0;
   double rate = 0;
+  // Names are parsed as text and mapped after parsing: CLI11 cannot print enum values, so a
+  // transformer over an enum map garbles --help and its own error messages.
+  std::string target = "anubis";
+  std::string distribution = "uniform";
 
   app.add_option("--host", options.host, "Server address")->capture_default_str();
   app.add_option("--port", options.port, "Server port")->required()->check(CLI::Range(1, 65535));
-  app.add_option("--target", options.target, "Protocol: anubis (JSON lines) or redis (RESP)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, Target>{{"anubis", Target::anubis}, {"redis", Target::redis}}))
+  app.add_option("--target", target, "Protocol: anubis (JSON lines) or redis (RESP)")
+      ->check(CLI::IsMember({"anubis", "redis"}))
       ->capture_default_str();
   app.add_option("--connections", options.connections, "TCP connections")
       ->capture_default_str()
@@ -56,7 +59,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
       ->check(CLI::Range(1U, 3'600'000U));
   auto* events_option =
       app.add_option("--events", events, "Total events across all connections, then stop")
-          ->check(CLI::PositiveNumber);
+          ->check(CLI::Range(std::uint64_t{1}, kMaxEvents));
   auto* duration_option = app.add_option("--duration", options.duration_s,
                                          "Seconds of measured load (without --events)")
                               ->capture_default_str()
@@ -70,9 +73,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   app.add_option("--users", options.mix.users, "Distinct users the events are spread over")
       ->capture_default_str()
       ->check(CLI::Range(1U, kMaxUsers));
-  app.add_option("--distribution", options.mix.distribution, "How users are picked")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, Distribution>{
-          {"uniform", Distribution::uniform}, {"zipf", Distribution::zipf}}))
+  app.add_option("--distribution", distribution, "How users are picked")
+      ->check(CLI::IsMember({"uniform", "zipf"}))
       ->capture_default_str();
   app.add_option("--zipf-s", options.mix.zipf_s, "Zipf exponent: P(user i) ∝ 1/(i+1)^s")
       ->capture_default_str()
@@ -101,6 +103,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? kExitOk : kExitUnusable;
   }
+  options.target = target == "redis" ? Target::redis : Target::anubis;
+  options.mix.distribution = distribution == "zipf" ? Distribution::zipf : Distribution::uniform;
   if (events_option->count() > 0) options.events = events;
   if (rate_option->count() > 0) {
     if (pipeline_option->count() > 0) {

@@ -257,7 +257,7 @@ void print_summary(const RunResult& run) {
   std::printf("anubis-load: %.*s, %" PRIu32 " connections, ", static_cast<int>(target.size()),
               target.data(), options.connections);
   if (options.open_loop()) {
-    std::printf("open loop at %.0f events/s (max %" PRIu32 " in flight each), ", *options.rate,
+    std::printf("open loop at %.6g events/s (max %" PRIu32 " in flight each), ", *options.rate,
                 options.max_inflight);
   } else {
     std::printf("closed loop, pipeline %" PRIu32 ", ", options.pipeline);

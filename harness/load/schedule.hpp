@@ -122,6 +122,8 @@ class OpenLoopSchedule {
  public:
   explicit OpenLoopSchedule(const OpenLoopConfig& config) noexcept : config_(config) {}
 
+  const OpenLoopConfig& config() const noexcept { return config_; }
+
   // The intended time of the next undecided send; kNever once the schedule has ended.
   std::int64_t next_send() const noexcept {
     if (decided_ >= config_.quota) return kNever;
@@ -131,22 +133,32 @@ class OpenLoopSchedule {
   bool finished() const noexcept { return next_send() == kNever; }
 
   // Decides every send intended at or before `now`, given `free` window slots: calls
-  // send(intended_ns) for each one to make now (at most `free`) and missed(intended_ns) for each
-  // one that is lost.
+  // send(intended_ns) for each one to make now (at most `free`), and missed(first, end) for each
+  // run of lost sends, numbered from 0 (their times are config().at(k)). The work is
+  // O(free + 1) whatever the number of lost sends, so a client far behind a schedule it cannot
+  // keep (a --rate far beyond what it or the server can do) still polls in constant time instead
+  // of spending itself counting misses one by one.
   template <class Send, class Missed>
   void poll(std::int64_t now, std::size_t free, Send&& send, Missed&& missed) {
-    for (std::int64_t at = next_send(); at <= now; at = next_send()) {
-      ++decided_;
-      if (free > 0 && now - at <= config_.max_lateness_ns) {
-        --free;
-        send(at);
-      } else {
-        missed(at);
-      }
-    }
+    const std::uint64_t due = due_by(now);
+    if (decided_ >= due) return;
+    // The too-late sends are the oldest ones: intended more than max_lateness before now.
+    const std::uint64_t late =
+        std::clamp(config_.intended_before(now - config_.max_lateness_ns), decided_, due);
+    if (late > decided_) missed(decided_, late);
+    const std::uint64_t sendable = std::min<std::uint64_t>(due, late + free);
+    for (decided_ = late; decided_ < sendable; ++decided_) send(config_.at(decided_));
+    if (due > decided_) missed(decided_, due);
+    decided_ = due;
   }
 
  private:
+  // How many sends are intended at or before `now`, within the end time and the quota.
+  std::uint64_t due_by(std::int64_t now) const noexcept {
+    const std::int64_t before = std::min(now == kNever ? kNever : now + 1, config_.end_ns);
+    return std::min(config_.intended_before(before), config_.quota);
+  }
+
   OpenLoopConfig config_;
   std::uint64_t decided_ = 0;  // sends made or missed so far
 };

@@ -84,10 +84,21 @@ class LoadStats {
     second(intended_ns).counters.sent += count;
   }
 
-  void on_missed(std::int64_t intended_ns) {
-    if (!measured(intended_ns)) return;
-    ++totals.missed_sends;
-    ++second(intended_ns).counters.missed_sends;
+  // Sends [first, end) of `schedule` were missed; each counts in the second it was intended
+  // for. The loop runs once per second (or warmup) the range spans, not once per send.
+  void on_missed(const OpenLoopConfig& schedule, std::uint64_t first, std::uint64_t end) {
+    while (first < end) {
+      const std::int64_t at = schedule.at(first);
+      const std::int64_t bucket_end =
+          measured(at) ? measure_start_ns_ + ((at - measure_start_ns_) / kSecondNs + 1) * kSecondNs
+                       : measure_start_ns_;
+      const std::uint64_t last = std::min(end, schedule.intended_before(bucket_end));
+      if (measured(at)) {
+        totals.missed_sends += last - first;
+        second(at).counters.missed_sends += last - first;
+      }
+      first = last;
+    }
   }
 
   void on_timeout(const InFlight& request, std::int64_t now) {
