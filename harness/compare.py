@@ -29,14 +29,27 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class CompareError(Exception):
+    """A variant cannot run at all (exit status 2)."""
+
+
 def start_server(binary, flags):
+    # stderr goes to a file rather than a pipe: a pipe nobody reads during the run could fill
+    # and block the server.
+    errors = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([binary, "--port", "0", *flags], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+                            stderr=errors, text=True)
     line = proc.stdout.readline()
     match = re.match(r"listening on .*:(\d+)$", line.strip())
     if not match:
         proc.kill()
-        raise RuntimeError("server did not start: %r" % line)
+        proc.wait()
+        errors.seek(0)
+        lines = [l.strip() for l in errors.read().splitlines() if l.strip()]
+        errors.close()
+        raise CompareError("server with flags %r did not start (exit %s): %s" % (
+            " ".join(flags), proc.returncode, lines[0] if lines else "no error message"))
+    errors.close()
     return proc, int(match.group(1))
 
 
@@ -88,7 +101,14 @@ def main():
     parser.add_argument("--server", default=os.path.join(ROOT, "build/release/src/anubis-server"))
     parser.add_argument("--load", default=os.path.join(ROOT, "build/release/harness/anubis-load"))
     args = parser.parse_args()
+    try:
+        return compare(args)
+    except CompareError as e:
+        print("compare: error: %s" % e, file=sys.stderr)
+        return 2
 
+
+def compare(args):
     rates = {v: [] for v in args.variant}
     all_verified = True
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import tomllib
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +24,7 @@ from matrix_runner.binaries import help_defaults, server_strategies  # noqa: E40
 from matrix_runner.columns import (FIXED_SERVER_COLUMNS, HEAD_COLUMNS, LOAD_COLUMNS,  # noqa: E402
                                    META_KEYS, RESULT_COLUMNS, SUMMARY_RESULT_COLUMNS)
 from matrix_runner.errors import MatrixError  # noqa: E402
-from matrix_runner.matrix import Matrix  # noqa: E402
+from matrix_runner.matrix import LOAD_DEFAULTS, Matrix  # noqa: E402
 from matrix_runner.run import (LOAD_JSON_SCHEMA, accepted_problems, final_problems,  # noqa: E402
                                load_problems)
 
@@ -45,7 +46,8 @@ users = 500
 """
 
 # Wraps the real server and breaks one rule of its shutdown contract (FAKE_MODE): exits 1, or
-# reports processed != accepted, or received that does not add up.
+# reports processed != accepted, or received that does not add up, or (kill9) dies by SIGKILL
+# right after announcing its port, while the runner still counts it as serving the run.
 FAKE_SERVER = """#!/usr/bin/python3
 import json, os, signal, subprocess, sys
 real = %(server)r
@@ -64,6 +66,10 @@ for line in proc.stdout:
         line = "final " + json.dumps(final) + "\\n"
     sys.stdout.write(line)
     sys.stdout.flush()
+    if mode == "kill9" and line.startswith("listening on"):
+        proc.kill()
+        proc.wait()
+        os.kill(os.getpid(), signal.SIGKILL)
 proc.wait()
 sys.exit(1 if mode == "exit1" else proc.returncode)
 """
@@ -205,6 +211,18 @@ class FailureDetectionTest(unittest.TestCase):
         self.assertIn("received", row["failure"])
 
 
+    # A server killed mid-run is reaped by the runner itself: the failure names the signal and
+    # the row still carries the server's rusage.
+    def test_killed_by_signal(self):
+        result, row = self.run_fake("kill9")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(row["verified"], "false")
+        self.assertIn("server killed by signal 9", row["failure"])
+        self.assertNotIn("ChildProcessError", row["failure"])
+        self.assertGreater(float(row["peak_rss_mib"]), 0)
+        self.assertNotEqual(row["server_cpu_s"], "")
+
+
 class CheckTest(unittest.TestCase):
     FINAL = {"received": 10, "accepted": 7, "dropped": 1, "invalid": 1,
              "rejected_shutting_down": 1, "processed": 7}
@@ -213,6 +231,7 @@ class CheckTest(unittest.TestCase):
     def test_final_problems(self):
         self.assertEqual(final_problems(self.FINAL, 0), [])
         self.assertEqual(final_problems(self.FINAL, 1), ["server exited with 1"])
+        self.assertEqual(final_problems(self.FINAL, -9), ["server killed by signal 9"])
         self.assertEqual(final_problems(None, 0), ["server printed no final line"])
         self.assertIn("processed 6 != accepted 7",
                       final_problems(dict(self.FINAL, processed=6), 0))
@@ -238,18 +257,21 @@ class CheckTest(unittest.TestCase):
                          ["anubis-load JSON is schema 1, not 2"])
 
 
-class ExpansionTest(unittest.TestCase):
+class FakeRegistryTest(unittest.TestCase):
+    """Parses matrix text against a made-up server: two strategy axes and a workers flag."""
     STRATEGIES = {"queue": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
                   "lock": [{"name": "x"}, {"name": "y"}]}
     DEFAULTS = {"queue": "a", "lock": "y", "workers": "1"}
     FLAGS = {"queue", "lock", "workers", "port", "help"}
 
-    def matrix(self, text):
-        overrides = argparse.Namespace(repeat=None, server_cpus=None, client_cpus=None,
-                                       duration=None)
+    def matrix(self, text, repeat=None, duration=None):
+        overrides = argparse.Namespace(repeat=repeat, server_cpus=None, client_cpus=None,
+                                       duration=duration)
         return Matrix("test", textwrap.dedent(text), self.STRATEGIES, self.FLAGS, self.DEFAULTS,
                       overrides)
 
+
+class ExpansionTest(FakeRegistryTest):
     # "all" takes every registry row; product mode multiplies the axes.
     def test_product(self):
         m = self.matrix('[axes]\nqueue = "all"\nlock = "all"\n')
@@ -278,6 +300,97 @@ class ExpansionTest(unittest.TestCase):
             self.matrix('[axes]\nqueue = ["nope"]\n')
         with self.assertRaises(MatrixError):
             self.matrix('[axes]\nbogus = [1]\n')
+
+
+class ValidationTest(FakeRegistryTest):
+    # repeat must be an integer >= 1 whether from --repeat or the matrix; 0 is not "unset".
+    def test_repeat(self):
+        self.assertEqual(self.matrix("repeat = 3\n", repeat=1).repeat, 1)
+        for text, repeat in (("repeat = 3\n", 0), ("repeat = 0\n", None),
+                             ("repeat = -1\n", None), ("repeat = 2.5\n", None),
+                             ("", -2)):
+            with self.assertRaisesRegex(MatrixError, "repeat"):
+                self.matrix(text, repeat=repeat)
+
+    # duration must be > 0 whether from --duration, [load] or an axis; 0 is not "unset".
+    def test_duration(self):
+        self.assertEqual(self.matrix("[load]\nduration = 5\n", duration=0.5).load["duration"],
+                         0.5)
+        for text, duration in (("[load]\nduration = 5\n", 0.0), ("", -1.0),
+                               ("", float("nan")), ("[load]\nduration = 0\n", None),
+                               ("[axes]\nduration = [1, -1]\n", None)):
+            with self.assertRaisesRegex(MatrixError, "duration"):
+                self.matrix(text, duration=duration)
+
+    # --duration shortens the capacity run of an overload matrix too.
+    def test_duration_sets_capacity_duration(self):
+        text = "[overload]\nmultiples = [1]\ncapacity_duration = 5\n"
+        self.assertEqual(self.matrix(text).capacity_duration, 5)
+        self.assertEqual(self.matrix(text, duration=1).capacity_duration, 1)
+
+    # A rate with a pipeline is refused (anubis-load would refuse it), from [load] or an axis.
+    def test_rate_with_pipeline(self):
+        for text in ("[load]\nrate = 1000\npipeline = 4\n",
+                     "[axes]\nrate = [1000]\n[load]\npipeline = 4\n",
+                     "[axes]\npipeline = [4, 8]\n[load]\nrate = 1000\n"):
+            with self.assertRaisesRegex(MatrixError, "rate .* pipeline"):
+                self.matrix(text)
+        self.matrix("[load]\nrate = 1000\nmax_inflight = 8\ntimeout_ms = 100\n")
+
+    # Open-loop flags without a rate are refused rather than dropped.
+    def test_open_loop_flags_without_rate(self):
+        for key in ("max_inflight", "timeout_ms"):
+            with self.assertRaisesRegex(MatrixError, "%s without rate" % key):
+                self.matrix("[load]\n%s = 8\n" % key)
+            with self.assertRaisesRegex(MatrixError, "%s without rate" % key):
+                self.matrix("[axes]\n%s = [8, 16]\n" % key)
+
+    # An overload matrix's pipeline shapes its closed-loop capacity run and is allowed; a rate
+    # of its own is not.
+    def test_overload_loop_flags(self):
+        m = self.matrix("[overload]\nmultiples = [1, 2]\n[load]\npipeline = 4\n"
+                        "max_inflight = 64\n")
+        self.assertEqual(len(m.combinations), 2)
+        with self.assertRaisesRegex(MatrixError, "rate"):
+            self.matrix("[overload]\nmultiples = [1]\n[axes]\nrate = [10]\n")
+
+
+class CommandLineTest(unittest.TestCase):
+    def runner(self, *args):
+        return subprocess.run([sys.executable, RUNNER, "quick", "--server", SERVER,
+                               "--load", LOAD, *args], capture_output=True, text=True,
+                              timeout=60)
+
+    # --repeat 0 and --duration <= 0 exit 2 before anything runs (no result directory).
+    def test_bad_overrides_exit_2(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "out")
+            for args in (("--repeat", "0"), ("--duration", "0"), ("--duration", "-1")):
+                result = self.runner("--out", out, *args)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("runner: error: %s must be" % args[0], result.stderr)
+                self.assertFalse(os.path.exists(out))
+
+    # An output directory that cannot be created is a matrix error (exit 2), not a traceback.
+    def test_unusable_out_dir(self):
+        result = self.runner("--out", "/proc/anubis-runner-test/out")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("runner: error: cannot use /proc/anubis-runner-test/out", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+
+class OverloadMatrixTest(unittest.TestCase):
+    # The bundled overload matrix lets more requests be outstanding than the server's queue
+    # holds, so past capacity the queue fills and the server answers server_busy, rather than
+    # the client running out of window first.
+    def test_window_exceeds_queue(self):
+        with open(os.path.join(ROOT, "harness", "matrices", "overload.toml"), "rb") as f:
+            spec = tomllib.load(f)
+        _, defaults = help_defaults(SERVER)
+        server = {k.replace("-", "_"): v for k, v in spec.get("server", {}).items()}
+        queue = int(server.get("queue_capacity", defaults["queue_capacity"]))
+        load = dict(LOAD_DEFAULTS, **spec["load"])
+        self.assertGreater(load["connections"] * load["max_inflight"], queue)
 
 
 @unittest.skipUnless(shutil.which("redis-server"), "redis-server is not installed")

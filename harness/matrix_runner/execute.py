@@ -55,7 +55,12 @@ def run_matrix(args):
 
     out_dir = args.out or result_dir(os.path.join(ROOT, "results"))
     ctx.runs_dir = os.path.join(out_dir, "runs")
-    os.makedirs(ctx.runs_dir, exist_ok=True)
+    try:
+        os.makedirs(ctx.runs_dir, exist_ok=True)
+    except OSError as e:
+        raise MatrixError("cannot use %s as the result directory: %s" % (out_dir, e.strerror))
+    if not os.access(ctx.runs_dir, os.W_OK | os.X_OK):
+        raise MatrixError("cannot write to the result directory %s" % out_dir)
 
     started = time.monotonic()
     capacity = None
@@ -85,7 +90,6 @@ def run_matrix(args):
         rate = "%.0f events/s" % float(row["events_per_s"]) if row["events_per_s"] != "" else "-"
         print("          %s, p99 %s, %s" % (rate, fmt_us(row["p99_us"]), status),
               file=sys.stderr, flush=True)
-
 
     csv_path = os.path.join(out_dir, "results.csv")
     write_csv(csv_path, ctx.columns, rows)

@@ -2,6 +2,7 @@
 server flag, load parameter), the load shape resolved, and the combinations expanded."""
 
 import itertools
+import math
 import tomllib
 
 from .binaries import normalise, number_text
@@ -21,6 +22,22 @@ LOAD_DEFAULTS = {
 OPEN_LOOP_ONLY = ("max_inflight", "timeout_ms")
 
 
+def check_repeat(value, where):
+    """Runs per combination: an integer >= 1 (0 would run nothing and still exit 0)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MatrixError("%s must be an integer >= 1, not %r" % (where, value))
+    return value
+
+
+def check_duration(value, where):
+    """Seconds of a run: a finite number > 0 (anubis-load refuses anything else only after the
+    server has started, which would fail every run of the matrix)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value <= 0):
+        raise MatrixError("%s must be a number of seconds > 0, not %r" % (where, value))
+    return value
+
+
 class Matrix:
     """The parsed matrix: axes classified, combinations expanded, load shape resolved."""
 
@@ -38,9 +55,14 @@ class Matrix:
         self.mode = spec.get("mode", "product")
         if self.mode not in ("product", "one_at_a_time"):
             raise MatrixError('mode must be "product" or "one_at_a_time"')
-        self.repeat = int(overrides.repeat or spec.get("repeat", 1))
-        self.server_cpus = parse_cpus(overrides.server_cpus or spec.get("server_cpus"))
-        self.client_cpus = parse_cpus(overrides.client_cpus or spec.get("client_cpus"))
+        if overrides.repeat is not None:
+            self.repeat = check_repeat(overrides.repeat, "--repeat")
+        else:
+            self.repeat = check_repeat(spec.get("repeat", 1), "repeat")
+        self.server_cpus = parse_cpus(overrides.server_cpus if overrides.server_cpus is not None
+                                      else spec.get("server_cpus"))
+        self.client_cpus = parse_cpus(overrides.client_cpus if overrides.client_cpus is not None
+                                      else spec.get("client_cpus"))
 
         self.registry_axes = list(strategies)
         self.server_defaults = {}
@@ -66,9 +88,11 @@ class Matrix:
                     key, ", ".join(LOAD_DEFAULTS)))
             self.load[key] = value
         self.load_set = {normalise(k) for k in spec.get("load", {})}
-        if overrides.duration:
-            self.load["duration"] = overrides.duration
+        if overrides.duration is not None:
+            self.load["duration"] = check_duration(overrides.duration, "--duration")
             self.load_set.add("duration")
+        else:
+            check_duration(self.load["duration"], "[load] duration")
 
         # axis name -> (kind, values); kinds: target, registry, server, load
         self.axes = {}
@@ -91,6 +115,11 @@ class Matrix:
             elif key in LOAD_DEFAULTS:
                 kind = "load"
                 self.load_set.add(key)
+                if key == "duration":
+                    if overrides.duration is not None:
+                        raise MatrixError("--duration cannot override the duration axis")
+                    for v in values if isinstance(values, list) else [values]:
+                        check_duration(v, "duration axis value")
             elif key in server_flags:
                 kind = "server"
                 self.server_defaults.setdefault(key, server_defaults.get(key, ""))
@@ -113,11 +142,35 @@ class Matrix:
             self.multiples = [float(m) for m in overload.get("multiples", [])]
             if not self.multiples or min(self.multiples) <= 0:
                 raise MatrixError("[overload] multiples must be positive numbers")
-            self.capacity_duration = float(overload.get("capacity_duration", 3))
-            if self.load.get("rate") is not None:
-                raise MatrixError("[overload] sets the rate; [load] must not")
+            if overrides.duration is not None:
+                self.capacity_duration = float(overrides.duration)
+            else:
+                self.capacity_duration = float(check_duration(
+                    overload.get("capacity_duration", 3), "[overload] capacity_duration"))
+            if "rate" in self.load_set:
+                raise MatrixError("[overload] sets the rate; neither [load] nor an axis may")
 
         self.combinations = self.expand()
+        self.check_loop_flags()
+
+    def check_loop_flags(self):
+        """Refuses load flags the loop of a combination would ignore: anubis-load takes
+        --pipeline in the closed loop only and --max-inflight / --timeout-ms in the open loop
+        only. An overload matrix's pipeline shapes its closed-loop capacity run."""
+        for combo in self.combinations:
+            rate = combo["rate"] if "rate" in combo else self.load.get("rate")
+            if "rate_multiple" in combo:
+                continue
+            if rate is not None and "pipeline" in self.load_set:
+                raise MatrixError("rate %s and pipeline %s conflict: --pipeline applies to the "
+                                  "closed loop only, --rate makes the loop open" % (
+                                      rate, combo.get("pipeline", self.load["pipeline"])))
+            if rate is None:
+                stray = [k for k in OPEN_LOOP_ONLY if k in self.load_set]
+                if stray:
+                    raise MatrixError("%s without rate: %s applies to the open loop only" % (
+                        " and ".join(stray), " and ".join("--" + k.replace("_", "-")
+                                                          for k in stray)))
 
     def default_value(self, key):
         kind, _ = self.axes[key]

@@ -42,8 +42,17 @@ def parse_cpus(text):
     return cpus
 
 
+def signal_child(proc, sig):
+    """Sends sig with os.kill rather than Popen.send_signal: send_signal first polls, and a child
+    that has already died would be reaped there, leaving wait4 nothing to reap (ECHILD) and
+    losing its exit status and rusage. A child nothing has waited for stays a zombie, so its pid
+    cannot be reused before wait_rusage reaps it."""
+    os.kill(proc.pid, sig)
+
+
 def wait_rusage(proc, deadline):
     """Reaps proc with wait4 so that its own peak RSS and CPU time are known; kills it at deadline.
+    Nothing else may wait for proc (no Popen.poll, wait, send_signal or kill).
 
     Returns (exit code, rusage). A negative exit code is the signal that ended it."""
     while True:
@@ -52,7 +61,7 @@ def wait_rusage(proc, deadline):
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, usage
         if time.monotonic() > deadline:
-            proc.kill()
+            signal_child(proc, signal.SIGKILL)
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, usage
@@ -110,7 +119,7 @@ class AnubisServer:
 
     def stop(self):
         """SIGTERM, wait for exit. Returns (exit code, final dict or None, rusage)."""
-        self.proc.send_signal(signal.SIGTERM)
+        signal_child(self.proc, signal.SIGTERM)
         deadline = time.monotonic() + SERVER_STOP_TIMEOUT_S
         read_to_eof(self.proc.stdout.fileno(), deadline, self.out)
         code, usage = wait_rusage(self.proc, deadline)
@@ -126,7 +135,7 @@ class AnubisServer:
 
     def kill(self):
         if self.proc.returncode is None:
-            self.proc.kill()
+            signal_child(self.proc, signal.SIGKILL)
             wait_rusage(self.proc, time.monotonic() + 5)
         self.close()
 
@@ -191,7 +200,9 @@ class RedisServer:
 
     def _wait_ready(self, deadline):
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            pid, status, _ = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid == self.proc.pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
                 return False
             try:
                 if resp_command(self.port, "PING", timeout=1) == "PONG":
@@ -221,14 +232,14 @@ class RedisServer:
         try:
             resp_command(self.port, "SHUTDOWN", "NOSAVE")
         except (OSError, RuntimeError):
-            self.proc.send_signal(signal.SIGTERM)
+            signal_child(self.proc, signal.SIGTERM)
         code, usage = wait_rusage(self.proc, time.monotonic() + SERVER_STOP_TIMEOUT_S)
         self.log.close()
         return code, usage
 
     def kill(self):
         if self.proc.returncode is None:
-            self.proc.kill()
+            signal_child(self.proc, signal.SIGKILL)
             wait_rusage(self.proc, time.monotonic() + 5)
         self.log.close()
 

@@ -46,12 +46,11 @@ def load_parameters(matrix, combo, capacity):
         passed.add("rate")
     if params.get("events") is not None:
         params["duration"] = None
-    open_loop = params.get("rate") is not None
-    if open_loop:
+    # Matrix refuses pipeline with a rate and open-loop flags without one, except that an
+    # overload matrix's pipeline belongs to its closed-loop capacity run only.
+    if params.get("rate") is not None:
         passed.discard("pipeline")
         params["pipeline"] = None
-    else:
-        passed -= set(OPEN_LOOP_ONLY)
     if params["distribution"] != "zipf":
         passed.discard("zipf_s")
     return params, passed
@@ -74,11 +73,18 @@ def load_command(binary, load_flags, port, target, params, passed, client_cpus, 
     return cmd
 
 
+def exit_text(name, code):
+    """"server exited with 1", or "server killed by signal 9" for a negative exit code."""
+    if code < 0:
+        return "%s killed by signal %d" % (name, -code)
+    return "%s exited with %s" % (name, code)
+
+
 def final_problems(final, code):
     """What is wrong with an anubis-server exit: [] when it stopped cleanly and adds up."""
     problems = []
     if code != 0:
-        problems.append("server exited with %s" % code)
+        problems.append(exit_text("server", code))
     if final is None:
         problems.append("server printed no final line")
         return problems
@@ -110,7 +116,7 @@ def load_problems(code, result):
     """What is wrong with an anubis-load run: exit status and its --verify verdict."""
     problems = []
     if code != 0:
-        problems.append("anubis-load exited with %s" % code)
+        problems.append(exit_text("anubis-load", code))
     if result is None:
         problems.append("anubis-load wrote no JSON")
         return problems
@@ -198,7 +204,7 @@ def run_once(ctx, index, repetition, combination, combo, capacity):
             invalid = None
             code, usage = server.stop()
             if code != 0:
-                problems.append("redis-server exited with %s" % code)
+                problems.append(exit_text("redis-server", code))
         server = None
         fill_results(row, result, server_events, invalid, usage, load_usage)
     except MatrixError:
