@@ -36,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -349,12 +350,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       // used only by handlers, which never run after io.run()
 };
 
+// A start-up failure (the port is taken, ...): main reports it and exits with status 2.
+struct StartupError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An acceptor listening on 127.0.0.1:port. Throws StartupError naming the address and the reason
+// (e.g. "cannot listen on 127.0.0.1:7003: Address already in use") instead of Asio's bare
+// "bind: Address already in use".
+tcp::acceptor open_acceptor(asio::io_context& io, std::uint16_t port) {
+  const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+  tcp::acceptor acceptor(io);
+  error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw StartupError("cannot listen on 127.0.0.1:" + std::to_string(port) + ": " + ec.message());
+  }
+  return acceptor;
+}
+
 // Accepts connections forever: each accepted socket becomes a Connection, then we accept again.
 class Listener {
  public:
   Listener(asio::io_context& io, std::uint16_t port, Channel& channel)
-      : acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), port)),
-        channel_(channel) {}
+      : acceptor_(open_acceptor(io, port)), channel_(channel) {}
 
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
@@ -414,7 +436,7 @@ bool parse_args(int argc, char** argv, Options& options) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   Options options;
   if (!parse_args(argc, argv, options)) {
     std::cerr << "usage: step05 [--port N] [--capacity N] [--consumer-delay-us N]"
@@ -474,4 +496,11 @@ int main(int argc, char** argv) {
              " mean_us=" + std::to_string(std::lround(mean)) +
              " max_us=" + std::to_string(std::lround(us(total.max_wait))));
   return EXIT_SUCCESS;
+} catch (const StartupError& e) {
+  std::cerr << "step05: error: " << e.what() << '\n';
+  return 2;
+} catch (const std::exception& e) {
+  // Anything else main throws (out of memory, ...) gets the same one line, with status 1.
+  std::cerr << "step05: error: " << e.what() << '\n';
+  return EXIT_FAILURE;
 }

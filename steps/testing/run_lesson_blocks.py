@@ -7,9 +7,11 @@ Each block tagged ```sh lesson-test is a self-contained bash script. It runs wit
 root as its working directory, under `set -euo pipefail`, with every `build/release/` in its text
 replaced by the build tree under test (also exported as BUILD_DIR), so a lesson shows the
 commands a learner types and the test runs the same commands on the binaries it just built.
-A block fails the test if it exits non-zero or runs longer than --timeout seconds; whatever it
-left running (a stage in the background) is killed with its process group. A lesson without any
-lesson-test block fails too: its commands would be checked by nothing.
+TMPDIR is removed from the block's environment, as in an ordinary shell, so each block must make
+its own files (`tmp=$(mktemp -d)`). A block fails the test if it exits non-zero or runs longer
+than --timeout seconds (then it is killed, so a hung wait loop fails instead of hanging); whatever
+it left running (a stage in the background) is killed with its process group. A lesson without
+any lesson-test block fails too: its commands would be checked by nothing.
 """
 import argparse
 import os
@@ -17,31 +19,39 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 
 BLOCK = re.compile(r"^```sh lesson-test[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
+def kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_block(script, root, build_dir, timeout):
     script = script.replace("build/release/", build_dir.rstrip("/") + "/")
-    env = dict(os.environ, BUILD_DIR=build_dir)
-    with tempfile.TemporaryDirectory(prefix="lesson-") as tmp:
-        env["TMPDIR"] = tmp
-        # A session of its own: the block's background jobs share its process group.
-        proc = subprocess.Popen(["/bin/bash", "-euo", "pipefail", "-c", script], cwd=root, env=env,
-                                start_new_session=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+    # The environment of an ordinary shell: no TMPDIR, so a block that writes to "$TMPDIR/..."
+    # fails here as it would for a learner (who has no TMPDIR set) instead of passing.
+    env = {key: value for key, value in os.environ.items() if key != "TMPDIR"}
+    env["BUILD_DIR"] = build_dir
+    # A session of its own: the block's background jobs share its process group.
+    proc = subprocess.Popen(["/bin/bash", "-euo", "pipefail", "-c", script], cwd=root, env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        status = proc.returncode
+    except subprocess.TimeoutExpired:
+        status = f"timeout after {timeout:g} s"
+        kill_group(proc.pid)
         try:
-            output, _ = proc.communicate(timeout=timeout)
-            status = proc.returncode
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            status = f"timeout after {timeout} s"
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything the block left running
-        except ProcessLookupError:
-            pass
+            output, _ = proc.communicate(timeout=5)  # what it printed before it hung
+        except subprocess.TimeoutExpired:  # something outside the group holds the pipe open
+            proc.kill()
+            output = "(no output: the pipe stayed open)"
+    kill_group(proc.pid)  # anything the block left running (a stage in the background)
     return status, output
 
 

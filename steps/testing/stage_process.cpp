@@ -1,8 +1,11 @@
 #include "testing/stage_process.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -197,6 +200,29 @@ void StageProcess::kill_and_reap() noexcept {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }
+}
+
+BusyPort::BusyPort() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw std::runtime_error(errno_text("socket"));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;  // any free port
+  socklen_t length = sizeof address;
+  // Listening, not just bound: a listener holds its port even against SO_REUSEADDR.
+  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(fd_, 1) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    const std::string why = errno_text("bind/listen");
+    ::close(fd_);
+    throw std::runtime_error(why);
+  }
+  port_ = ntohs(address.sin_port);
+}
+
+BusyPort::~BusyPort() {
+  ::close(fd_);
 }
 
 std::optional<std::uint64_t> field(std::string_view line, std::string_view key) {

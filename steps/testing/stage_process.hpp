@@ -98,6 +98,22 @@ class StageProcess {
   std::thread reader_;               // started last, joined first
 };
 
+// A TCP port on 127.0.0.1 held by a listening socket for the object's lifetime, so that a stage
+// told to use it fails to start.
+class BusyPort {
+ public:
+  BusyPort();  // throws std::runtime_error if no socket can be bound
+  ~BusyPort();
+  BusyPort(const BusyPort&) = delete;
+  BusyPort& operator=(const BusyPort&) = delete;
+
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
 // The number after `key=` in `line` (e.g. field("stats: accepted=5", "accepted") == 5).
 std::optional<std::uint64_t> field(std::string_view line, std::string_view key);
 
