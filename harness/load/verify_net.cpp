@@ -172,6 +172,39 @@ std::optional<std::uint64_t> metric(std::string_view reply, std::string_view nam
   return value;
 }
 
+// Asks about every user in `users`, kVerifyPipeline queries per write over one connection:
+// append_query(batch, name) adds one user's query; check(result, name, user, deadline) reads its
+// reply and compares it (counting a mismatch in `result`), returning a result to stop with when the
+// reply could not be read. Returns the final result.
+template <class AppendQuery, class Check>
+VerifyResult check_users(BlockingClient& client, const std::vector<std::uint32_t>& users,
+                         const std::string& user_prefix, std::string_view what, VerifyResult result,
+                         AppendQuery&& append_query, Check&& check) {
+  std::string batch;
+  std::vector<std::string> names;
+  for (std::size_t first = 0; first < users.size(); first += kVerifyPipeline) {
+    const std::size_t last = std::min(users.size(), first + kVerifyPipeline);
+    batch.clear();
+    names.clear();
+    for (std::size_t i = first; i < last; ++i) {
+      names.push_back(user_prefix + std::to_string(users[i]));
+      append_query(batch, names.back());
+    }
+    const Clock::time_point deadline = Clock::now() + kVerifyTimeout;
+    if (const error_code ec = client.write(batch, deadline)) {
+      return stop(result, VerifyOutcome::connection_failed, what, ec);
+    }
+    for (std::size_t i = first; i < last; ++i) {
+      if (std::optional<VerifyResult> stopped =
+              check(result, names[i - first], users[i], deadline)) {
+        return *stopped;
+      }
+      ++result.checked_users;
+    }
+  }
+  return finish(result);
+}
+
 }  // namespace
 
 // Waits until the server has applied every event it accepted (the server publishes processed
@@ -209,37 +242,26 @@ VerifyResult verify_anubis(const std::string& host, std::uint16_t port,
     std::this_thread::sleep_for(kVerifyPollInterval);
   }
 
-  const std::vector<std::uint32_t> users = users_to_verify(expected.events, kUntouchedSample);
-  std::string batch;
-  std::vector<std::string> names;
-  for (std::size_t first = 0; first < users.size(); first += kVerifyPipeline) {
-    const std::size_t last = std::min(users.size(), first + kVerifyPipeline);
-    batch.clear();
-    names.clear();
-    for (std::size_t i = first; i < last; ++i) {
-      names.push_back(user_prefix + std::to_string(users[i]));
-      batch += R"({"type":"balance","user":")";
-      batch += names.back();
-      batch += "\"}\n";
-    }
-    const Clock::time_point deadline = Clock::now() + kVerifyTimeout;
-    if (const error_code ec = client.write(batch, deadline)) {
-      return stop(result, VerifyOutcome::connection_failed, "balance queries failed", ec);
-    }
-    for (std::size_t i = first; i < last; ++i) {
-      std::string_view reply;
-      if (const error_code ec = client.read_line(reply, deadline)) {
-        return stop(result, VerifyOutcome::connection_failed, "balance queries failed", ec);
-      }
-      ++result.checked_users;
-      const std::string& name = names[i - first];
-      const Expected want = expected.at(users[i]);
-      if (!matches(want, parse_anubis_balance(reply, name))) {
-        report_mismatch(result, name, want, reply);
-      }
-    }
-  }
-  return finish(result);
+  return check_users(
+      client, users_to_verify(expected.events, kUntouchedSample), user_prefix,
+      "balance queries failed", result,
+      [](std::string& batch, const std::string& name) {
+        batch += R"({"type":"balance","user":")";
+        batch += name;
+        batch += "\"}\n";
+      },
+      [&](VerifyResult& partial, const std::string& name, std::uint32_t user,
+          Clock::time_point deadline) -> std::optional<VerifyResult> {
+        std::string_view reply;
+        if (const error_code ec = client.read_line(reply, deadline)) {
+          return stop(partial, VerifyOutcome::connection_failed, "balance queries failed", ec);
+        }
+        const Expected want = expected.at(user);
+        if (!matches(want, parse_anubis_balance(reply, name))) {
+          report_mismatch(partial, name, want, reply);
+        }
+        return std::nullopt;
+      });
 }
 
 // Redis applies INCRBY before answering it, so every accepted event is visible at once.
@@ -250,43 +272,32 @@ VerifyResult verify_redis(const std::string& host, std::uint16_t port,
   if (const error_code ec = client.connect(host, port, Clock::now() + kConnectTimeout)) {
     return stop(result, VerifyOutcome::connection_failed, "cannot connect", ec);
   }
-  const std::vector<std::uint32_t> users = users_to_verify(expected.events, kUntouchedSample);
-  std::string batch;
-  std::vector<std::string> names;
-  for (std::size_t first = 0; first < users.size(); first += kVerifyPipeline) {
-    const std::size_t last = std::min(users.size(), first + kVerifyPipeline);
-    batch.clear();
-    names.clear();
-    for (std::size_t i = first; i < last; ++i) {
-      names.push_back(user_prefix + std::to_string(users[i]));
-      batch += resp::command({"GET", names.back()});
-    }
-    const Clock::time_point deadline = Clock::now() + kVerifyTimeout;
-    if (const error_code ec = client.write(batch, deadline)) {
-      return stop(result, VerifyOutcome::connection_failed, "GET queries failed", ec);
-    }
-    for (std::size_t i = first; i < last; ++i) {
-      resp::Reply reply;
-      if (const error_code ec = client.read_resp(reply, deadline)) {
-        if (ec == asio::error::invalid_argument) {
-          std::fprintf(stderr, "verify: a GET reply is not RESP\n");
-          result.outcome = VerifyOutcome::bad_reply;
-          return result;
+  return check_users(
+      client, users_to_verify(expected.events, kUntouchedSample), user_prefix, "GET queries failed",
+      result,
+      [](std::string& batch, const std::string& name) {
+        batch += resp::command({"GET", name});
+      },
+      [&](VerifyResult& partial, const std::string& name, std::uint32_t user,
+          Clock::time_point deadline) -> std::optional<VerifyResult> {
+        resp::Reply reply;
+        if (const error_code ec = client.read_resp(reply, deadline)) {
+          if (ec == asio::error::invalid_argument) {
+            std::fprintf(stderr, "verify: a GET reply is not RESP\n");
+            partial.outcome = VerifyOutcome::bad_reply;
+            return partial;
+          }
+          return stop(partial, VerifyOutcome::connection_failed, "GET queries failed", ec);
         }
-        return stop(result, VerifyOutcome::connection_failed, "GET queries failed", ec);
-      }
-      ++result.checked_users;
-      const Expected want = expected.at(users[i]);
-      const Observed got = parse_redis_get(reply);
-      if (!matches(want, got)) {
-        const std::string shown =
-            reply.nil() ? "(nil)"
-                        : std::string(1, static_cast<char>(reply.type)) + std::string(reply.text);
-        report_mismatch(result, names[i - first], want, shown);
-      }
-    }
-  }
-  return finish(result);
+        const Expected want = expected.at(user);
+        if (!matches(want, parse_redis_get(reply))) {
+          const std::string shown =
+              reply.nil() ? "(nil)"
+                          : std::string(1, static_cast<char>(reply.type)) + std::string(reply.text);
+          report_mismatch(partial, name, want, shown);
+        }
+        return std::nullopt;
+      });
 }
 
 }  // namespace anubis::harness::load
