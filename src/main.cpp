@@ -38,6 +38,7 @@ struct Options {
   double work_us = 0;
   std::string state_out;
   bool list_strategies = false;
+  bool check_only = false;
 };
 
 // "name: description" for every row, one per line: the registry as --help shows it.
@@ -172,6 +173,9 @@ void build_cli(CLI::App& app, Options& o) {
                  "After the drain, write every balance to this JSON file (atomically)");
   app.add_flag("--list-strategies", o.list_strategies,
                "Print the strategy registries as JSON and exit");
+  app.add_flag("--check", o.check_only,
+               "Check the flags (ranges, strategy capabilities, --state-out) and exit 0 without "
+               "listening; a refusal is the same one-line error a start would give");
 }
 
 // Descriptors are connections: lift the soft limit to the hard one, as servers do.
@@ -230,6 +234,8 @@ int main(int argc, char** argv) {
       return fail("--state-out: " + why);
     }
   }
+  // Tools (the matrix runner) check every configuration of a run plan before starting any.
+  if (o.check_only) return 0;
 
   Logger log;
   raise_descriptor_limit(o.net.max_connections, log);

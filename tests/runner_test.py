@@ -51,7 +51,7 @@ users = 500
 FAKE_SERVER = """#!/usr/bin/python3
 import json, os, signal, subprocess, sys
 real = %(server)r
-if "--help" in sys.argv or "--list-strategies" in sys.argv:
+if {"--help", "--list-strategies", "--check"} & set(sys.argv):
     os.execv(real, [real] + sys.argv[1:])
 proc = subprocess.Popen([real] + sys.argv[1:], stdout=subprocess.PIPE, text=True)
 signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
@@ -370,6 +370,20 @@ class CommandLineTest(unittest.TestCase):
                 self.assertEqual(result.returncode, 2, result.stderr)
                 self.assertIn("runner: error: %s must be" % args[0], result.stderr)
                 self.assertFalse(os.path.exists(out))
+
+    # A server flag value the server refuses (a range, or a strategy's capability) fails the
+    # matrix before any run, with the server's own reason, rather than failing every run.
+    def test_refused_server_flags_exit_2(self):
+        for axes, reason in (('workers = [1, 0]', "--workers"),
+                             ('queue = ["lockfree"]\nqueue-capacity = [100000]', "65534")):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "out")
+                matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]', axes)
+                result = run_runner(matrix, out)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("runner: error: the server refuses", result.stderr)
+                self.assertIn(reason, result.stderr)
+                self.assertFalse(os.path.exists(os.path.join(out, "results.csv")))
 
     # An output directory that cannot be created is a matrix error (exit 2), not a traceback.
     def test_unusable_out_dir(self):

@@ -3,6 +3,7 @@ measure the capacity of an overload matrix, run every combination repetition by 
 progress on stderr, then write and print the results. Exit status 1 when a run was not verified."""
 
 import os
+import subprocess
 import sys
 import time
 
@@ -13,7 +14,26 @@ from .errors import MatrixError
 from .matrix import Matrix
 from .report import (clock, describe, fmt_us, meta, print_report, result_dir, summarise,
                      summary_columns, write_csv, write_json)
-from .run import load_command, load_parameters, measure_capacity, run_once
+from .run import load_command, load_parameters, measure_capacity, run_once, server_flags_for
+
+
+def check_server_flags(server, matrix):
+    """Asks the server itself (`--check`) about every ANUBIS combination before any run starts,
+    so a value it refuses (a range, a strategy's capability) fails the matrix at once, in the
+    server's own words, instead of failing its runs one by one."""
+    checked = set()
+    for combo in matrix.combinations:
+        if (combo.get("target") or "anubis") != "anubis":
+            continue
+        flags, _ = server_flags_for(matrix, combo)
+        if tuple(flags) in checked:
+            continue
+        checked.add(tuple(flags))
+        result = subprocess.run([server, "--check", *flags], capture_output=True, text=True,
+                                timeout=30)
+        if result.returncode != 0:
+            raise MatrixError("the server refuses %s: %s" % (
+                " ".join(flags) or "its defaults", result.stderr.strip()))
 
 
 class Context:
@@ -52,6 +72,8 @@ def run_matrix(args):
         params, passed = load_parameters(matrix, combo, 1.0)
         load_command(ctx.load, ctx.load_flags, 1, combo.get("target") or "anubis", params,
                      passed, matrix.client_cpus, os.devnull)
+
+    check_server_flags(ctx.server, matrix)
 
     out_dir = args.out or result_dir(os.path.join(ROOT, "results"))
     ctx.runs_dir = os.path.join(out_dir, "runs")
