@@ -257,6 +257,20 @@ class CheckTest(unittest.TestCase):
                          ["anubis-load JSON is schema 1, not 2"])
 
 
+class LoadDefaultsTest(unittest.TestCase):
+    # The runner's record of anubis-load's defaults matches `anubis-load --help`, so a changed
+    # default in the client cannot make the CSV describe a load that was not the one run.
+    def test_defaults_match_help(self):
+        _, defaults = help_defaults(LOAD)
+        for key, value in LOAD_DEFAULTS.items():
+            if value is None:
+                self.assertNotIn(key, defaults)
+            elif isinstance(value, str):
+                self.assertEqual(defaults[key], value, key)
+            else:
+                self.assertEqual(float(defaults[key]), value, key)
+
+
 class FakeRegistryTest(unittest.TestCase):
     """Parses matrix text against a made-up server: two strategy axes and a workers flag."""
     STRATEGIES = {"queue": [{"name": "a"}, {"name": "b"}, {"name": "c"}],

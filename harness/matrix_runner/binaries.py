@@ -22,9 +22,11 @@ def help_defaults(binary):
             continue
         name = match.group(1).replace("-", "_")
         flags.add(name)
+        # "TYPE=default", then either the description on the same line (after a run of spaces)
+        # or " Excludes: ..."; defaults themselves contain no spaces.
         rest = match.group(2).split(" Excludes:")[0].strip()
         if "=" in rest:
-            defaults[name] = rest.rsplit("=", 1)[1].strip()
+            defaults[name] = rest.split("=", 1)[1].split()[0]
     return flags, defaults
 
 
