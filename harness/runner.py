@@ -37,6 +37,7 @@ is 1 when any run was not verified. Columns and keys: docs/RESULTS.md.
 
 import argparse
 import os
+import signal
 import sys
 
 from matrix_runner import ROOT
@@ -58,11 +59,22 @@ def main(argv=None):
     parser.add_argument("--load", default=os.environ.get(
         "ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load")))
     args = parser.parse_args(argv)
+    # SIGTERM ends the runner as Ctrl-C does: by an exception, so that every run's cleanup (kill
+    # its server and load client) happens before it exits instead of leaving them behind.
+    signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         return run_matrix(args)
     except MatrixError as e:
         print("runner: error: %s" % e, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("runner: interrupted; the runs so far are in runs/ of the result directory",
+              file=sys.stderr)
+        return 130
+
+
+def stop_on_signal(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -60,5 +60,18 @@ TEST(LoadOptions, RefusesContradictionsAndRanges) {
   EXPECT_NE(both.errors.find("--pipeline applies to the closed loop only"), std::string::npos);
 }
 
+// --check stops after validation: exit 0 for flags a run would accept, and the same refusal as a
+// run for flags it would not, including those refused after parsing (the user prefix).
+TEST(LoadOptions, CheckValidatesWithoutRunning) {
+  const Parsed ok = parse({"--check", "--port", "1", "--users", "10", "--rate", "100"});
+  EXPECT_EQ(ok.exit_code, kExitOk) << ok.errors;
+  const Parsed range = parse({"--check", "--port", "1", "--sell-ratio", "1.5"});
+  EXPECT_EQ(range.exit_code, kExitUnusable);
+  EXPECT_NE(range.errors.find("--sell-ratio"), std::string::npos) << range.errors;
+  const Parsed prefix = parse({"--check", "--port", "1", "--user-prefix", "a\\b"});
+  EXPECT_EQ(prefix.exit_code, kExitUnusable);
+  EXPECT_NE(prefix.errors.find("--user-prefix"), std::string::npos) << prefix.errors;
+}
+
 }  // namespace
 }  // namespace anubis::harness::load

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -369,6 +370,34 @@ class ValidationTest(FakeRegistryTest):
             self.matrix("[overload]\nmultiples = [1]\n[axes]\nrate = [10]\n")
 
 
+    # A run lasts --events or --duration, never both: the matrix refuses both rather than
+    # dropping one without a word, and --duration cannot override a matrix that counts events.
+    def test_events_with_duration(self):
+        self.matrix("[load]\nevents = 1000\n")
+        for text, duration in (("[load]\nevents = 1000\nduration = 1\n", None),
+                               ("[axes]\nevents = [10, 20]\n[load]\nduration = 1\n", None),
+                               ("[load]\nevents = 1000\n", 1.0)):
+            with self.assertRaisesRegex(MatrixError, "events"):
+                self.matrix(text, duration=duration)
+
+    # A zipf_s that no run would use is refused; with a zipf run among the combinations it is not.
+    def test_zipf_s_needs_zipf(self):
+        with self.assertRaisesRegex(MatrixError, "zipf_s"):
+            self.matrix("[load]\nzipf_s = 1.2\n")
+        self.matrix('[axes]\ndistribution = ["uniform", "zipf"]\n[load]\nzipf_s = 1.2\n')
+
+    # A misspelt [overload] key is refused, not ignored.
+    def test_unknown_overload_key(self):
+        with self.assertRaisesRegex(MatrixError, "capacity_durations"):
+            self.matrix("[overload]\nmultiples = [1]\ncapacity_durations = 1\n")
+
+    # A CPU list that is not one is a matrix error, whether in the matrix or on the command line.
+    def test_bad_cpu_lists(self):
+        for text in ('server_cpus = "a"\n', 'client_cpus = "1-0"\n', 'server_cpus = "0,,1"\n'):
+            with self.assertRaisesRegex(MatrixError, "CPU list"):
+                self.matrix(text)
+
+
 class CommandLineTest(unittest.TestCase):
     def runner(self, *args):
         return subprocess.run([sys.executable, RUNNER, "quick", "--server", SERVER,
@@ -399,12 +428,144 @@ class CommandLineTest(unittest.TestCase):
                 self.assertIn(reason, result.stderr)
                 self.assertFalse(os.path.exists(os.path.join(out, "results.csv")))
 
+    # A load value the load client refuses fails the matrix before any run, in the client's own
+    # words (anubis-load --check), rather than failing each run that uses it.
+    def test_refused_load_values_exit_2(self):
+        for axes, reason in (('users = [500, 0]', "--users"),
+                             ('sell_ratio = [1.5]', "--sell-ratio"),
+                             ('distribution = ["uniform", "pareto"]', "--distribution")):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "out")
+                matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]', axes)
+                result = run_runner(matrix, out)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("runner: error: the load client refuses", result.stderr)
+                self.assertIn(reason, result.stderr)
+                self.assertFalse(os.path.exists(os.path.join(out, "results.csv")))
+
+    # A bad --server-cpus is a clear error (exit 2), not a traceback.
+    def test_bad_cpu_override(self):
+        result = self.runner("--server-cpus", "a")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("runner: error: CPU list", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
     # An output directory that cannot be created is a matrix error (exit 2), not a traceback.
     def test_unusable_out_dir(self):
         result = self.runner("--out", "/proc/anubis-runner-test/out")
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("runner: error: cannot use /proc/anubis-runner-test/out", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
+
+
+class LoadAxisTest(unittest.TestCase):
+    # A load parameter as an axis runs like any other, duration included (its values are
+    # numbers in the run's time budget, not text).
+    def test_duration_axis(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "durations")
+            matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]', "duration = [0.5, 1]")
+            matrix = matrix.replace("duration = 1\n", "")
+            result = run_runner(matrix, out)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            _, rows = read_csv(os.path.join(out, "results.csv"))
+            self.assertEqual(sorted(r["duration_s"] for r in rows), ["0.5", "1"])
+            for row in rows:
+                self.assertEqual(row["verified"], "true", row["failure"])
+
+
+# Two open-loop rates on two connections, with more client threads asked for than connections.
+OPEN_LOOP_MATRIX = """
+description = "test: open loop"
+repeat = 2
+[axes]
+rate = [200, 2000]
+[load]
+connections = 2
+threads = 4
+duration = 1
+users = 100
+"""
+
+
+class OpenLoopMatrixTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="runner_test-")
+        cls.out = os.path.join(cls.tmp, "open")
+        cls.result = run_runner(OPEN_LOOP_MATRIX, cls.out, extra=("--repeat", "1"))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    # An open loop's events/s is its offered rate, so its combinations rank by latency instead.
+    def test_ranked_by_p99(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+        _, summary = read_csv(os.path.join(self.out, "summary.csv"))
+        by_rank = sorted(summary, key=lambda s: int(s["rank"]))
+        p99 = [float(s["p99_us_median"]) for s in by_rank]
+        self.assertEqual(p99, sorted(p99))
+
+    # A row records the threads the client ran (one per connection at most), not those asked.
+    def test_threads_as_run(self):
+        _, rows = read_csv(os.path.join(self.out, "results.csv"))
+        self.assertEqual({r["threads"] for r in rows}, {"2"})
+
+    # The printed report names the command-line overrides next to the matrix's description.
+    def test_report_names_overrides(self):
+        self.assertIn("test: open loop (overridden: --repeat 1)", self.result.stdout)
+
+
+# Runs the real binary, first handing its pid through a FIFO when it is a run (not --help,
+# --check or --list-strategies), so the test can wait for the run to start without polling.
+PID_FIFO_WRAPPER = """#!/bin/sh
+case " $* " in
+  *" --help "*|*" --check "*|*" --list-strategies "*) ;;
+  *) echo $$ > "%(fifo)s" ;;
+esac
+exec "%(real)s" "$@"
+"""
+
+
+class InterruptTest(unittest.TestCase):
+    # SIGTERM stops the runner with exit 130 and takes the run's server and load client with
+    # it: neither is left running.
+    def test_sigterm_leaves_nothing_running(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            wrappers, fifos, pids = {}, {}, {}
+            for name, real in (("server", SERVER), ("load", LOAD)):
+                wrappers[name] = os.path.join(tmp, name)
+                fifos[name] = wrappers[name] + ".pid"
+                os.mkfifo(fifos[name])
+                with open(wrappers[name], "w") as f:
+                    f.write(PID_FIFO_WRAPPER % {"fifo": fifos[name], "real": real})
+                os.chmod(wrappers[name], 0o755)
+            matrix = os.path.join(tmp, "long.toml")
+            with open(matrix, "w") as f:
+                f.write(TINY_MATRIX.replace("duration = 1", "duration = 60"))
+            runner = subprocess.Popen(
+                [sys.executable, RUNNER, matrix, "--out", os.path.join(tmp, "out"),
+                 "--server", wrappers["server"], "--load", wrappers["load"]],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for name in ("server", "load"):  # the server starts first, then its load
+                    with open(fifos[name]) as f:
+                        pids[name] = int(f.read())
+                runner.send_signal(signal.SIGTERM)
+                self.assertEqual(runner.wait(timeout=30), 130)
+                for name, pid in pids.items():
+                    with self.assertRaises(ProcessLookupError, msg="%s left running" % name):
+                        os.kill(pid, 0)
+            finally:
+                for pid in pids.values():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                if runner.poll() is None:
+                    runner.kill()
+                    runner.wait()
 
 
 # A worker-bound server: 100 us of busy work per event, so its one worker applies at most

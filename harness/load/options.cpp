@@ -97,6 +97,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   app.add_flag("--verify", options.verify,
                "After the load, check every touched user's balance against the accepted events");
   app.add_flag("--quiet", options.quiet, "Print nothing to stdout (errors still go to stderr)");
+  bool check_only = false;
+  app.add_flag("--check", check_only,
+               "Validate the flags and exit 0 without connecting (exit 2 and the reason if not)");
 
   try {
     app.parse(argc, argv);
@@ -128,6 +131,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
                  kMaxUserBytes);
     return kExitUnusable;
   }
+  // Every check above has run: a configuration that passes them is one a run would accept.
+  if (check_only) return kExitOk;
   return std::nullopt;
 }
 

@@ -43,8 +43,9 @@ struct Options {
   std::uint32_t window() const noexcept { return open_loop() ? max_inflight : pipeline; }
 };
 
-// Parses argv into `options`. Returns an exit code when the program should stop now (--help:
-// kExitOk; bad flags: kExitUnusable, with the reason on stderr), else nullopt.
+// Parses argv into `options`. Returns an exit code when the program should stop now (--help, or
+// --check with valid flags: kExitOk; bad flags: kExitUnusable, with the reason on stderr), else
+// nullopt.
 std::optional<int> parse_options(int argc, char** argv, Options& options);
 
 }  // namespace anubis::harness::load

@@ -14,7 +14,8 @@ from .errors import MatrixError
 from .matrix import Matrix
 from .report import (clock, describe, fmt_us, meta, print_report, result_dir, summarise,
                      summary_columns, write_csv, write_json)
-from .run import load_command, load_parameters, measure_capacity, run_once, server_flags_for
+from .run import (capacity_parameters, load_command, load_parameters, measure_capacity, run_once,
+                  server_flags_for)
 
 
 def check_server_flags(server, matrix):
@@ -34,6 +35,25 @@ def check_server_flags(server, matrix):
         if result.returncode != 0:
             raise MatrixError("the server refuses %s: %s" % (
                 " ".join(flags) or "its defaults", result.stderr.strip()))
+
+
+def check_load_flags(load, commands):
+    """Asks the load client itself (`--check`) about every distinct load command before any run
+    starts, so a value it refuses (users = 0, a sell_ratio above 1, an unknown distribution)
+    fails the matrix at once, in its own words, instead of failing its runs one by one."""
+    checked = set()
+    for cmd in commands:
+        args = list(cmd[1:])
+        json_at = args.index("--json-out")
+        del args[json_at:json_at + 2]  # each run's own file; its directory is checked apart
+        if tuple(args) in checked:
+            continue
+        checked.add(tuple(args))
+        result = subprocess.run([load, "--check", *args], capture_output=True, text=True,
+                                timeout=30)
+        if result.returncode != 0:
+            raise MatrixError("the load client refuses %s: %s" % (
+                " ".join(args), result.stderr.strip()))
 
 
 class Context:
@@ -67,12 +87,17 @@ def run_matrix(args):
                                + list(LOAD_COLUMNS))
 
     # Every run's load command, built once before anything starts: a load client that lacks a
-    # flag the matrix needs fails here, not after the first half of the matrix.
-    for combo in matrix.combinations:
-        params, passed = load_parameters(matrix, combo, 1.0)
-        load_command(ctx.load, ctx.load_flags, 1, combo.get("target") or "anubis", params,
-                     passed, matrix.client_cpus, os.devnull)
-
+    # flag the matrix needs, or refuses a value, fails here, not after half of the matrix.
+    # Overload runs, whose rates are not known yet, are checked at a stand-in capacity.
+    if "check" not in ctx.load_flags:
+        raise MatrixError("%s lacks --check: rebuild it (./lab build release)" % ctx.load)
+    plans = [(combo.get("target") or "anubis",) + load_parameters(matrix, combo, 1e6)
+             for combo in matrix.combinations]
+    if matrix.multiples:
+        plans.append(("anubis",) + capacity_parameters(matrix))
+    commands = [load_command(ctx.load, ctx.load_flags, 1, target, params, passed,
+                             matrix.client_cpus, os.devnull) for target, params, passed in plans]
+    check_load_flags(ctx.load, commands)
     check_server_flags(ctx.server, matrix)
 
     out_dir = args.out or result_dir(os.path.join(ROOT, "results"))

@@ -52,6 +52,12 @@ class Matrix:
         if unknown:
             raise MatrixError("%s: unknown keys %s" % (path, ", ".join(sorted(unknown))))
         self.description = spec.get("description", "")
+        # The command-line overrides, named in the printed report beside the description that
+        # they make out of date.
+        self.overridden = " ".join(
+            "--%s %s" % (name.replace("_", "-"), value)
+            for name in ("repeat", "duration", "server_cpus", "client_cpus")
+            if (value := getattr(overrides, name, None)) is not None)
         self.mode = spec.get("mode", "product")
         if self.mode not in ("product", "one_at_a_time"):
             raise MatrixError('mode must be "product" or "one_at_a_time"')
@@ -93,6 +99,15 @@ class Matrix:
             self.load_set.add("duration")
         else:
             check_duration(self.load["duration"], "[load] duration")
+        spec_load = {normalise(k) for k in spec.get("load", {})}
+        spec_axes = {normalise(k) for k in spec.get("axes", {})}
+        if "events" in spec_load | spec_axes:
+            if overrides.duration is not None:
+                raise MatrixError("--duration cannot override a matrix that sets events: a run "
+                                  "is either --events or --duration long")
+            if "duration" in spec_load | spec_axes:
+                raise MatrixError("events and duration conflict: a run is either --events or "
+                                  "--duration long")
 
         # axis name -> (kind, values); kinds: target, registry, server, load
         self.axes = {}
@@ -139,6 +154,10 @@ class Matrix:
         overload = spec.get("overload")
         self.multiples = None
         if overload is not None:
+            unknown = set(overload) - {"multiples", "capacity_duration"}
+            if unknown:
+                raise MatrixError("[overload] takes multiples and capacity_duration, not %s" % (
+                    ", ".join(sorted(unknown))))
             self.multiples = [float(m) for m in overload.get("multiples", [])]
             if not self.multiples or min(self.multiples) <= 0:
                 raise MatrixError("[overload] multiples must be positive numbers")
@@ -152,6 +171,10 @@ class Matrix:
 
         self.combinations = self.expand()
         self.check_loop_flags()
+        if "zipf_s" in self.load_set and not any(
+                (c.get("distribution") or self.load["distribution"]) == "zipf"
+                for c in self.combinations):
+            raise MatrixError("zipf_s without a zipf distribution: no run would use it")
 
     def check_loop_flags(self):
         """Refuses load flags the loop of a combination would ignore: anubis-load takes

@@ -24,16 +24,21 @@ def affinity_preexec(cpus):
 
 
 def parse_cpus(text):
-    """"0,2-3" -> [0, 2, 3]; "" or None -> []."""
+    """"0,2-3" -> [0, 2, 3]; "" or None -> []. Anything else, or a CPU this process may not
+    use, is a MatrixError."""
     if text in (None, ""):
         return []
     cpus = []
     for part in str(text).split(","):
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            cpus.extend(range(int(lo), int(hi) + 1))
-        else:
-            cpus.append(int(part))
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise MatrixError("CPU list %r: %r is not a CPU number or a range like 2-3" % (
+                text, part))
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if hi < lo:
+            raise MatrixError("CPU list %r: the range %s is empty" % (text, part.strip()))
+        cpus.extend(range(lo, hi + 1))
     allowed = os.sched_getaffinity(0)
     missing = [c for c in cpus if c not in allowed]
     if missing:

@@ -74,7 +74,8 @@ def mad(values):
 
 
 def summarise(ctx, rows, capacity):
-    """One row per combination: median and spread of events/s and p99, ranked by events/s."""
+    """One row per combination: median and spread of events/s and p99, ranked by events/s
+    (closed loop) or by p99 (open loop)."""
     groups = {}
     for row in rows:
         groups.setdefault(row["combination"], []).append(row)
@@ -107,7 +108,13 @@ def summarise(ctx, rows, capacity):
     for s in out:
         median = s["events_per_s_median"]
         s["ratio"] = round(median / base, 3) if base and median != "" else ""
-    out.sort(key=lambda s: -(s["events_per_s_median"] or 0))
+    if out and all(s["load_mode"] == "open" for s in out):
+        # An open loop's events/s is its offered rate as long as the server keeps up, so it
+        # ranks nothing: rank by the latency at that rate, runs that fell behind last.
+        out.sort(key=lambda s: (s["kept_up_runs"] < s["runs"],
+                                s["p99_us_median"] if s["p99_us_median"] != "" else float("inf")))
+    else:
+        out.sort(key=lambda s: -(s["events_per_s_median"] or 0))
     for rank, s in enumerate(out, 1):
         s["rank"] = rank
     return out
@@ -232,8 +239,11 @@ def print_report(ctx, path, meta_data, summary, csv_path):
     """On stdout: the matrix, machine and compiler, the summary table, and where the CSV is."""
     m = meta_data["machine"]
     print()
+    description = ctx.matrix.description
+    if ctx.matrix.overridden:
+        description += " (overridden: %s)" % ctx.matrix.overridden
     print("%s: %s%s, %d cores, Linux %s; %s" % (
-        os.path.basename(path), ctx.matrix.description + "; " if ctx.matrix.description else "",
+        os.path.basename(path), description.strip() + "; " if description else "",
         m["cpu_model"], m["cores"], m["kernel"], meta_data["build"].get("compiler_version") or ""))
     print_summary(ctx, summary, sys.stdout)
     print("results: %s" % csv_path)

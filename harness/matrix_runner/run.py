@@ -4,6 +4,7 @@ run of an overload matrix is one run of the default server."""
 
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -11,7 +12,8 @@ from .binaries import flag, normalise, number_text
 from .columns import LATENCY_KEYS
 from .errors import MatrixError
 from .matrix import LOAD_DEFAULTS, OPEN_LOOP_ONLY
-from .processes import AnubisServer, RedisServer, affinity_preexec, tail, wait_rusage
+from .processes import (AnubisServer, RedisServer, affinity_preexec, signal_child, tail,
+                        wait_rusage)
 
 LOAD_JSON_SCHEMA = 2  # the anubis-load --json-out layout this runner reads (docs/RESULTS.md)
 LOAD_GRACE_S = 120  # beyond duration + warmup: connecting, draining, verifying
@@ -133,6 +135,31 @@ def load_problems(code, result):
     return problems
 
 
+def run_load(cmd, params, cpus, log_path):
+    """Runs anubis-load to its end (killed past its time budget, or when the runner itself is
+    interrupted, so that no load client outlives the runner). Returns (exit code, rusage)."""
+    duration = params.get("duration")
+    budget = (float(duration) if duration is not None else 60) + float(params["warmup"])
+    with open(log_path, "w") as log:
+        load = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=affinity_preexec(cpus))
+    try:
+        return wait_rusage(load, time.monotonic() + budget + LOAD_GRACE_S)
+    finally:
+        if load.returncode is None:
+            signal_child(load, signal.SIGKILL)
+            os.wait4(load.pid, 0)
+
+
+def read_load_json(path):
+    """anubis-load's --json-out, or None when it wrote none (or not a whole one)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def run_once(ctx, index, repetition, combination, combo, capacity):
     matrix = ctx.matrix
     target = combo.get("target") or "anubis"
@@ -178,18 +205,8 @@ def run_once(ctx, index, repetition, combination, combo, capacity):
             ctx.redis_version = ctx.redis_version or server.version()
         cmd = load_command(ctx.load, ctx.load_flags, server.port, target, params, passed,
                            matrix.client_cpus, json_out)
-        with open(stem + "-load.log", "w") as log:
-            load = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    preexec_fn=affinity_preexec(matrix.client_cpus))
-        budget = (params.get("duration") or 60) + float(params["warmup"]) + LOAD_GRACE_S
-        load_code, load_usage = wait_rusage(load, time.monotonic() + budget)
-        result = None
-        if os.path.exists(json_out):
-            try:
-                with open(json_out) as f:
-                    result = json.load(f)
-            except ValueError:
-                result = None
+        load_code, load_usage = run_load(cmd, params, matrix.client_cpus, stem + "-load.log")
+        result = read_load_json(json_out)
         problems += load_problems(load_code, result)
         if load_code != 0:
             problems.append("load log: %s" % tail(stem + "-load.log", 2))
@@ -222,6 +239,13 @@ def run_once(ctx, index, repetition, combination, combo, capacity):
 def fill_results(row, result, server_events, invalid, usage, load_usage):
     result = result or {}
     summary = result.get("summary", {})
+    # What the client really ran with: it caps its threads at the connections and records the
+    # CPUs it could pin to, which may differ from what the matrix asked for.
+    parameters = result.get("parameters", {})
+    if "threads" in parameters:
+        row["threads"] = parameters["threads"]
+    if isinstance(parameters.get("cpus"), list):
+        row["client_cpus"] = ",".join(map(str, parameters["cpus"]))
     corrected = result.get("latency_us", {})
     uncorrected = result.get("latency_uncorrected_us", {})
     for key in ("elapsed_s", "accepted", "dropped", "rejected_shutting_down", "errors",
@@ -248,28 +272,39 @@ def fill_results(row, result, server_events, invalid, usage, load_usage):
         row["cpu_s_per_million_events"] = round(cpu / server_events * 1e6, 3)
 
 
+def capacity_parameters(matrix):
+    """The load of an overload matrix's capacity run: its shape, closed loop, for
+    capacity_duration seconds. Returns (parameters, keys to pass) as load_parameters does."""
+    params = dict(matrix.load, rate=None, duration=matrix.capacity_duration, events=None)
+    passed = (matrix.load_set | {"duration"}) - {"events", "rate", "zipf_s"} - set(OPEN_LOOP_ONLY)
+    if params["distribution"] == "zipf":
+        passed |= {"zipf_s"} & matrix.load_set
+    return params, passed
+
+
 def measure_capacity(ctx):
     """Closed-loop accepted events/s of the default server under the matrix's connections and
     pipeline: the 1.0x point of an overload matrix."""
     matrix = ctx.matrix
-    params = dict(matrix.load, rate=None, duration=matrix.capacity_duration, events=None)
-    passed = (matrix.load_set | {"duration"}) - {"events", "rate", "zipf_s"} - set(OPEN_LOOP_ONLY)
+    params, passed = capacity_parameters(matrix)
     fixed = [w for key, value in matrix.fixed_server.items() for w in (flag(key), value)]
     stem = os.path.join(ctx.runs_dir, "capacity")
     server = AnubisServer(ctx.server, fixed, matrix.server_cpus, stem + "-server.log")
     try:
         cmd = load_command(ctx.load, ctx.load_flags, server.port, "anubis", params, passed,
                            matrix.client_cpus, stem + "-load.json")
-        code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              preexec_fn=affinity_preexec(matrix.client_cpus)).returncode
+        code, _ = run_load(cmd, params, matrix.client_cpus, stem + "-load.log")
         scode, final, _ = server.stop()
         server = None
+    except RuntimeError as e:  # the server did not start
+        raise MatrixError("capacity run: %s" % e)
     finally:
         if server is not None:
             server.kill()
-    with open(stem + "-load.json") as f:
-        result = json.load(f)
+    result = read_load_json(stem + "-load.json")
     problems = load_problems(code, result) + final_problems(final, scode)
+    if code != 0:
+        problems.append("load log: %s" % tail(stem + "-load.log", 2))
     if problems:
         raise MatrixError("capacity run not verified: %s" % "; ".join(problems))
     return result["summary"]["events_per_s"]
