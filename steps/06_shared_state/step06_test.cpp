@@ -142,14 +142,7 @@ TEST(Step06, RefusesBadFlags) {
 // A port already in use ends the stage at start-up with status 2 and one line on stderr
 // naming the address, instead of an uncaught exception (std::terminate, status 134).
 TEST(Startup, RefusesBusyPort) {
-  const BusyPort busy;
-  const std::string port = std::to_string(busy.port());
-  StageProcess stage(STAGE_BINARY, {"--port", port},
-                     {.wait_listening = false, .capture_stderr = true});
-  EXPECT_EQ(stage.wait_exit(), 2);
-  EXPECT_EQ(stage.stderr_text(),
-            "step06: error: cannot listen on 127.0.0.1:" + port + ": Address already in use\n");
-  EXPECT_TRUE(stage.lines().empty());
+  expect_refuses_busy_port(STAGE_BINARY, "step06");
 }
 
 }  // namespace

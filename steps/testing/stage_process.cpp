@@ -17,6 +17,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <gtest/gtest.h>
+
 namespace anubis::steps {
 
 namespace {
@@ -26,6 +28,39 @@ std::string errno_text(const char* what) {
 }
 
 constexpr std::string_view kListening = "listening on 127.0.0.1:";
+
+// A TCP port on 127.0.0.1 held by a listening socket for the object's lifetime, so that a stage
+// told to use it fails to start.
+class BusyPort {
+ public:
+  BusyPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw std::runtime_error(errno_text("socket"));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;  // any free port
+    socklen_t length = sizeof address;
+    // Listening, not just bound: a listener holds its port even against SO_REUSEADDR.
+    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(fd_, 1) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      const std::string why = errno_text("bind/listen");
+      ::close(fd_);
+      throw std::runtime_error(why);
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~BusyPort() { ::close(fd_); }
+  BusyPort(const BusyPort&) = delete;
+  BusyPort& operator=(const BusyPort&) = delete;
+
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
 
 }  // namespace
 
@@ -202,27 +237,14 @@ void StageProcess::kill_and_reap() noexcept {
   }
 }
 
-BusyPort::BusyPort() {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) throw std::runtime_error(errno_text("socket"));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;  // any free port
-  socklen_t length = sizeof address;
-  // Listening, not just bound: a listener holds its port even against SO_REUSEADDR.
-  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      ::listen(fd_, 1) != 0 ||
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    const std::string why = errno_text("bind/listen");
-    ::close(fd_);
-    throw std::runtime_error(why);
-  }
-  port_ = ntohs(address.sin_port);
-}
-
-BusyPort::~BusyPort() {
-  ::close(fd_);
+void expect_refuses_busy_port(const std::string& binary, std::string_view stage) {
+  const BusyPort busy;
+  const std::string port = std::to_string(busy.port());
+  StageProcess process(binary, {"--port", port}, {.wait_listening = false, .capture_stderr = true});
+  EXPECT_EQ(process.wait_exit(), 2);
+  EXPECT_EQ(process.stderr_text(), std::string(stage) + ": error: cannot listen on 127.0.0.1:" +
+                                       port + ": Address already in use\n");
+  EXPECT_TRUE(process.lines().empty());
 }
 
 std::optional<std::uint64_t> field(std::string_view line, std::string_view key) {

@@ -98,21 +98,10 @@ class StageProcess {
   std::thread reader_;               // started last, joined first
 };
 
-// A TCP port on 127.0.0.1 held by a listening socket for the object's lifetime, so that a stage
-// told to use it fails to start.
-class BusyPort {
- public:
-  BusyPort();  // throws std::runtime_error if no socket can be bound
-  ~BusyPort();
-  BusyPort(const BusyPort&) = delete;
-  BusyPort& operator=(const BusyPort&) = delete;
-
-  std::uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-};
+// Starts `binary --port P` while another socket listens on P, and expects what every stage does
+// then: exit status 2, the single stderr line "<stage>: error: cannot listen on 127.0.0.1:P:
+// Address already in use", and nothing on stdout (not an uncaught exception, status 134).
+void expect_refuses_busy_port(const std::string& binary, std::string_view stage);
 
 // The number after `key=` in `line` (e.g. field("stats: accepted=5", "accepted") == 5).
 std::optional<std::uint64_t> field(std::string_view line, std::string_view key);
