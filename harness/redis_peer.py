@@ -29,7 +29,7 @@ import tempfile
 
 from matrix_runner import ROOT
 from matrix_runner.errors import MatrixError
-from matrix_runner.processes import RedisServer, affinity_preexec, parse_cpus
+from matrix_runner.processes import RedisServer, child_preexec, parse_cpus
 from matrix_runner.report import machine_info
 from matrix_runner.run import load_problems
 
@@ -39,7 +39,7 @@ def run_benchmark(args, port):
            "-P", str(args.pipeline), "-n", str(args.requests), "-r", str(args.users), "-q",
            "INCRBY", "k:__rand_int__", "5"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         preexec_fn=affinity_preexec([args.client_cpu])).stdout
+                         preexec_fn=child_preexec([args.client_cpu])).stdout
     # -q rewrites a progress line with carriage returns; the last figure is the final one.
     rates = re.findall(r"([\d.]+) requests per second", out)
     if not rates:
@@ -52,7 +52,7 @@ def run_load(args, port, json_out):
            "--connections", str(args.connections), "--pipeline", str(args.pipeline),
            "--users", str(args.users), "--duration", str(args.duration), "--verify", "--quiet",
            "--cpus", str(args.client_cpu), "--json-out", json_out]
-    code = subprocess.run(cmd, preexec_fn=affinity_preexec([args.client_cpu])).returncode
+    code = subprocess.run(cmd, preexec_fn=child_preexec([args.client_cpu])).returncode
     with open(json_out) as f:
         result = json.load(f)
     problems = load_problems(code, result)

@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import stat
@@ -530,10 +531,12 @@ exec "%(real)s" "$@"
 
 class InterruptTest(unittest.TestCase):
     # SIGTERM stops the runner with exit 130 and takes the run's server and load client with
-    # it: neither is left running.
+    # it: both end within seconds (each would otherwise run its 60 s), whether the runner's
+    # cleanup kills them or, if the signal caught the runner starting one, the kernel's
+    # parent-death signal does.
     def test_sigterm_leaves_nothing_running(self):
         with tempfile.TemporaryDirectory() as tmp:
-            wrappers, fifos, pids = {}, {}, {}
+            wrappers, fifos, pids, pidfds = {}, {}, {}, {}
             for name, real in (("server", SERVER), ("load", LOAD)):
                 wrappers[name] = os.path.join(tmp, name)
                 fifos[name] = wrappers[name] + ".pid"
@@ -552,12 +555,15 @@ class InterruptTest(unittest.TestCase):
                 for name in ("server", "load"):  # the server starts first, then its load
                     with open(fifos[name]) as f:
                         pids[name] = int(f.read())
+                    pidfds[name] = os.pidfd_open(pids[name])  # readable once it has ended
                 runner.send_signal(signal.SIGTERM)
                 self.assertEqual(runner.wait(timeout=30), 130)
-                for name, pid in pids.items():
-                    with self.assertRaises(ProcessLookupError, msg="%s left running" % name):
-                        os.kill(pid, 0)
+                for name, fd in pidfds.items():
+                    ended, _, _ = select.select([fd], [], [], 10)
+                    self.assertTrue(ended, "%s left running" % name)
             finally:
+                for fd in pidfds.values():
+                    os.close(fd)
                 for pid in pids.values():
                     try:
                         os.kill(pid, signal.SIGKILL)
@@ -566,6 +572,38 @@ class InterruptTest(unittest.TestCase):
                 if runner.poll() is None:
                     runner.kill()
                     runner.wait()
+
+
+# A parent that starts `sleep 60` as the runner starts its children, prints the child's pid and
+# dies at once without any cleanup, as a runner interrupted mid-Popen would leave it.
+ORPHANING_PARENT = """
+import os, subprocess, sys
+sys.path.insert(0, %(harness)r)
+from matrix_runner.processes import child_preexec
+child = subprocess.Popen(["sleep", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         preexec_fn=child_preexec([]))
+print(child.pid, flush=True)
+os._exit(0)
+"""
+
+
+class ParentDeathTest(unittest.TestCase):
+    # A child the runner starts ends when the runner dies, even if nothing killed it: the safety
+    # net for a signal that catches the runner inside Popen, before it holds a handle to kill.
+    def test_child_ends_with_its_parent(self):
+        script = ORPHANING_PARENT % {"harness": os.path.join(ROOT, "harness")}
+        parent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=30)
+        self.assertEqual(parent.returncode, 0, parent.stderr)
+        try:
+            fd = os.pidfd_open(int(parent.stdout))
+        except ProcessLookupError:
+            return  # already ended and reaped
+        try:
+            ended, _, _ = select.select([fd], [], [], 10)
+            self.assertTrue(ended, "the child outlived its parent")
+        finally:
+            os.close(fd)
 
 
 # A worker-bound server: 100 us of busy work per event, so its one worker applies at most
@@ -588,10 +626,11 @@ timeout_ms = 2000
 
 
 class OverloadMatrixTest(unittest.TestCase):
-    # Past capacity the server sheds the excess with server_busy at once: the client keeps its
-    # schedule, accepted events/s stays within the workers' rate (a busy-wait cannot go faster;
-    # the margin covers the queue's 256 events filling in the first second), and the run is
-    # still verified. This is the backpressure the bundled overload matrix plots.
+    # Past capacity the server sheds the excess with server_busy at once: accepted events/s stays
+    # within the workers' rate (a busy-wait cannot go faster; the margin covers the queue's 256
+    # events filling in the first second), and the run is still verified. This is the
+    # backpressure the bundled overload matrix plots. Whether the client kept its schedule is
+    # not asserted: that is a matter of speed, and on a busy machine it may fall behind.
     def test_sheds_past_capacity(self):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "overload")
@@ -600,7 +639,6 @@ class OverloadMatrixTest(unittest.TestCase):
             _, rows = read_csv(os.path.join(out, "results.csv"))
             row = rows[0]
             self.assertEqual(row["verified"], "true", row["failure"])
-            self.assertEqual(row["kept_up"], "true")
             self.assertGreater(int(row["dropped"]), 0)
             self.assertLess(float(row["events_per_s"]), 1.1e6 / WORKER_BOUND_US)
 

@@ -18,42 +18,36 @@ from .run import (capacity_parameters, load_command, load_parameters, measure_ca
                   server_flags_for)
 
 
-def check_server_flags(server, matrix):
-    """Asks the server itself (`--check`) about every ANUBIS combination before any run starts,
-    so a value it refuses (a range, a strategy's capability) fails the matrix at once, in the
-    server's own words, instead of failing its runs one by one."""
-    checked = set()
-    for combo in matrix.combinations:
-        if (combo.get("target") or "anubis") != "anubis":
-            continue
-        flags, _ = server_flags_for(matrix, combo)
-        if tuple(flags) in checked:
-            continue
-        checked.add(tuple(flags))
-        result = subprocess.run([server, "--check", *flags], capture_output=True, text=True,
+def ask_check(binary, who, arg_lists):
+    """Runs `binary --check ARGS` once for each distinct argument list, before any run starts,
+    so that a value the binary refuses fails the matrix at once, in the binary's own words,
+    instead of failing its runs one by one."""
+    for args in dict.fromkeys(tuple(args) for args in arg_lists):
+        result = subprocess.run([binary, "--check", *args], capture_output=True, text=True,
                                 timeout=30)
         if result.returncode != 0:
-            raise MatrixError("the server refuses %s: %s" % (
-                " ".join(flags) or "its defaults", result.stderr.strip()))
+            raise MatrixError("the %s refuses %s: %s" % (
+                who, " ".join(args) or "its defaults", result.stderr.strip()))
+
+
+def check_server_flags(server, matrix):
+    """The server's verdict on every ANUBIS combination: a range, a strategy's capability."""
+    ask_check(server, "server", [server_flags_for(matrix, combo)[0]
+                                 for combo in matrix.combinations
+                                 if (combo.get("target") or "anubis") == "anubis"])
 
 
 def check_load_flags(load, commands):
-    """Asks the load client itself (`--check`) about every distinct load command before any run
-    starts, so a value it refuses (users = 0, a sell_ratio above 1, an unknown distribution)
-    fails the matrix at once, in its own words, instead of failing its runs one by one."""
-    checked = set()
+    """The load client's verdict on every load command: users = 0, a sell_ratio above 1, an
+    unknown distribution. Each run's own --json-out is left out (its directory is checked
+    apart)."""
+    arg_lists = []
     for cmd in commands:
         args = list(cmd[1:])
         json_at = args.index("--json-out")
-        del args[json_at:json_at + 2]  # each run's own file; its directory is checked apart
-        if tuple(args) in checked:
-            continue
-        checked.add(tuple(args))
-        result = subprocess.run([load, "--check", *args], capture_output=True, text=True,
-                                timeout=30)
-        if result.returncode != 0:
-            raise MatrixError("the load client refuses %s: %s" % (
-                " ".join(args), result.stderr.strip()))
+        del args[json_at:json_at + 2]
+        arg_lists.append(args)
+    ask_check(load, "load client", arg_lists)
 
 
 class Context:

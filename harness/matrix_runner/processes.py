@@ -1,6 +1,7 @@
 """The processes a run starts: anubis-server on port 0, a private redis-server, CPU pinning, and
 reaping with wait4 so that each child's own peak RSS and CPU time are known."""
 
+import ctypes
 import json
 import os
 import re
@@ -17,10 +18,29 @@ SERVER_START_TIMEOUT_S = 15
 SERVER_STOP_TIMEOUT_S = 60
 
 
-def affinity_preexec(cpus):
-    if not cpus:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def child_preexec(cpus):
+    """What a child runs between fork and exec: it asks the kernel for SIGKILL when the runner
+    dies, and pins itself to cpus (if any).
+
+    The parent-death signal is the safety net under the runner's own cleanup, which kills each
+    run's processes when the runner is interrupted: a signal that lands while Popen is still
+    starting a child leaves the runner no handle to kill it with, and the kernel does it instead
+    when the runner exits. It survives exec; a child whose parent died before the request took
+    effect ends itself."""
+    parent = os.getpid()
+
+    def preexec():
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return preexec
 
 
 def parse_cpus(text):
@@ -111,7 +131,7 @@ class AnubisServer:
     def __init__(self, binary, flags, cpus, log_path):
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([binary, "--port", "0", *flags], stdout=subprocess.PIPE,
-                                     stderr=self.log, preexec_fn=affinity_preexec(cpus))
+                                     stderr=self.log, preexec_fn=child_preexec(cpus))
         self.out = [""]
         match = read_line_matching(self.proc.stdout.fileno(), self.LISTENING,
                                    time.monotonic() + SERVER_START_TIMEOUT_S, self.out)
@@ -196,7 +216,7 @@ class RedisServer:
                 [binary, "--port", str(self.port), "--save", "", "--appendonly", "no",
                  "--bind", "127.0.0.1", "--daemonize", "no", "--dir", self.dir],
                 stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=affinity_preexec(cpus))
+                preexec_fn=child_preexec(cpus))
             if self._wait_ready(time.monotonic() + SERVER_START_TIMEOUT_S):
                 return
             last_error = tail(log_path)

@@ -12,7 +12,7 @@ from .binaries import flag, normalise, number_text
 from .columns import LATENCY_KEYS
 from .errors import MatrixError
 from .matrix import LOAD_DEFAULTS, OPEN_LOOP_ONLY
-from .processes import (AnubisServer, RedisServer, affinity_preexec, signal_child, tail,
+from .processes import (AnubisServer, RedisServer, child_preexec, signal_child, tail,
                         wait_rusage)
 
 LOAD_JSON_SCHEMA = 2  # the anubis-load --json-out layout this runner reads (docs/RESULTS.md)
@@ -140,13 +140,14 @@ def run_load(cmd, params, cpus, log_path):
     interrupted, so that no load client outlives the runner). Returns (exit code, rusage)."""
     duration = params.get("duration")
     budget = (float(duration) if duration is not None else 60) + float(params["warmup"])
-    with open(log_path, "w") as log:
-        load = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=affinity_preexec(cpus))
+    load = None
     try:
+        with open(log_path, "w") as log:
+            load = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    preexec_fn=child_preexec(cpus))
         return wait_rusage(load, time.monotonic() + budget + LOAD_GRACE_S)
     finally:
-        if load.returncode is None:
+        if load is not None and load.returncode is None:
             signal_child(load, signal.SIGKILL)
             os.wait4(load.pid, 0)
 
