@@ -228,6 +228,8 @@ int main(int argc, char** argv) {
   const LockStrategy* lock = find_strategy(lock_strategies(), o.lock);
   const ConcurrencyStrategy* concurrency = find_strategy(concurrency_strategies(), o.concurrency);
   if (std::string why = concurrency->check(o.pipeline); !why.empty()) return fail(why);
+  // Found now rather than at start-up, so that --check refuses what a start would refuse.
+  if (std::string why = check_bind_address(o.net.bind); !why.empty()) return fail(why);
   if (!o.state_out.empty()) {
     // Find out now, not after the drain, whether the file can be written.
     if (std::string why = check_state_file_path(o.state_out); !why.empty()) {

@@ -32,6 +32,13 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
+std::string check_bind_address(const std::string& bind) {
+  error_code ec;
+  asio::ip::make_address(bind, ec);
+  return ec ? "invalid --bind address '" + bind + "': an IPv4 or IPv6 address is expected"
+            : std::string();
+}
+
 namespace detail {
 
 class Connection;
@@ -473,9 +480,11 @@ ServerCore::ServerCore(const NetConfig& net_config, Pipeline& events, AnyStore& 
       accept_backoff_(control_),
       shutdown_deadline_(control_),
       stats_tick_(control_) {
+  if (std::string why = check_bind_address(config.bind); !why.empty()) {
+    throw std::runtime_error(why);
+  }
   error_code ec;
   const auto address = asio::ip::make_address(config.bind, ec);
-  if (ec) throw std::runtime_error("invalid --bind address '" + config.bind + "'");
   const tcp::endpoint endpoint(address, config.port);
   const std::string where = config.bind + ":" + std::to_string(config.port);
   acceptor_.open(endpoint.protocol(), ec);

@@ -27,6 +27,9 @@ struct NetConfig {
   std::chrono::milliseconds shutdown_timeout{5'000};  // for the network part of a shutdown
 };
 
+// Empty if `bind` is an address the server can listen on (IPv4 or IPv6 literal), else why not.
+std::string check_bind_address(const std::string& bind);
+
 namespace detail {
 class ServerCore;
 }

@@ -64,13 +64,14 @@ TEST(E2eCli, Ipv6ListeningAddressIsBracketed) {
 }
 
 // --check accepts a valid configuration without listening, and refuses an invalid one (a range
-// or a strategy capability) with the same one-line error a start would give.
+// a strategy capability or an address) with the same one-line error a start would give.
 TEST(E2eCli, CheckValidatesWithoutListening) {
   const RunResult ok = run_server("--check --queue lockfree --queue-capacity 65534 --port 1");
   EXPECT_EQ(ok.status, 0) << ok.output;
   EXPECT_EQ(ok.output, "");
   expect_one_line_error(run_server("--check --workers 0"), "--workers");
   expect_one_line_error(run_server("--check --queue lockfree --queue-capacity 100000"), "65534");
+  expect_one_line_error(run_server("--check --bind 999.1.1.1"), "999.1.1.1");
 }
 
 // Unknown flags, unknown strategies and out-of-range values are refused the same way.

@@ -1,6 +1,10 @@
 // anubis-load's command line: names map to their values, and refusals name the valid choices.
 #include "load/options.hpp"
 
+#include <sched.h>
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -58,6 +62,23 @@ TEST(LoadOptions, RefusesContradictionsAndRanges) {
   const Parsed both = parse({"--port", "1", "--rate", "10", "--pipeline", "4"});
   EXPECT_EQ(both.exit_code, kExitUnusable);
   EXPECT_NE(both.errors.find("--pipeline applies to the closed loop only"), std::string::npos);
+  for (const char* open_loop_only : {"--max-inflight", "--timeout-ms"}) {
+    const Parsed closed = parse({"--port", "1", open_loop_only, "8"});
+    EXPECT_EQ(closed.exit_code, kExitUnusable) << open_loop_only;
+    EXPECT_NE(closed.errors.find(std::string(open_loop_only) + " applies to the open loop"),
+              std::string::npos)
+        << closed.errors;
+  }
+}
+
+// NaN passes every range check (each comparison with it is false), so each real-valued flag
+// refuses it explicitly: a NaN duration or rate would otherwise abort or hang the run.
+TEST(LoadOptions, RefusesNotANumber) {
+  for (const char* flag : {"--rate", "--duration", "--warmup", "--zipf-s", "--sell-ratio"}) {
+    const Parsed parsed = parse({"--check", "--port", "1", flag, "nan"});
+    EXPECT_EQ(parsed.exit_code, kExitUnusable) << flag;
+    EXPECT_NE(parsed.errors.find(flag), std::string::npos) << parsed.errors;
+  }
 }
 
 // --check stops after validation: exit 0 for flags a run would accept, and the same refusal as a
@@ -71,6 +92,33 @@ TEST(LoadOptions, CheckValidatesWithoutRunning) {
   const Parsed prefix = parse({"--check", "--port", "1", "--user-prefix", "a\\b"});
   EXPECT_EQ(prefix.exit_code, kExitUnusable);
   EXPECT_NE(prefix.errors.find("--user-prefix"), std::string::npos) << prefix.errors;
+}
+
+// --check also refuses what the run would only discover later: a --json-out it cannot write
+// (found without creating the file) and a CPU it cannot pin to.
+TEST(LoadOptions, CheckRefusesUnwritableOutputAndForeignCpus) {
+  const Parsed no_directory =
+      parse({"--check", "--port", "1", "--json-out", "/nonexistent-dir/out.json"});
+  EXPECT_EQ(no_directory.exit_code, kExitUnusable);
+  EXPECT_NE(no_directory.errors.find("/nonexistent-dir/out.json"), std::string::npos)
+      << no_directory.errors;
+  const Parsed directory = parse({"--check", "--port", "1", "--json-out", "/tmp"});
+  EXPECT_EQ(directory.exit_code, kExitUnusable);
+  EXPECT_NE(directory.errors.find("directory"), std::string::npos) << directory.errors;
+
+  const std::string fresh = testing::TempDir() + "load-options-check.json";
+  std::remove(fresh.c_str());
+  const Parsed writable = parse({"--check", "--port", "1", "--json-out", fresh});
+  EXPECT_EQ(writable.exit_code, kExitOk) << writable.errors;
+  struct stat st {};
+  EXPECT_NE(::stat(fresh.c_str(), &st), 0) << "--check created " << fresh;
+
+  const Parsed cpus = parse({"--check", "--port", "1", "--cpus", "4095"});
+  EXPECT_EQ(cpus.exit_code, kExitUnusable);
+  EXPECT_NE(cpus.errors.find("CPU 4095"), std::string::npos) << cpus.errors;
+  const Parsed current =
+      parse({"--check", "--port", "1", "--cpus", std::to_string(::sched_getcpu())});
+  EXPECT_EQ(current.exit_code, kExitOk) << current.errors;  // the CPU running us is allowed
 }
 
 }  // namespace

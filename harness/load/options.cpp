@@ -1,9 +1,14 @@
 #include "load/options.hpp"
 
+#include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +22,42 @@ constexpr std::uint32_t kMaxUsers = 10'000'000;
 constexpr std::uint32_t kMaxWindow = 4'096;
 constexpr std::uint32_t kMaxConnections = 10'000;
 constexpr std::uint64_t kMaxEvents = 1'000'000'000'000;
+
+// Empty if `path` could be opened for writing, else why not; creates and truncates nothing, so
+// that --check leaves no trace.
+std::string check_writable(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return "is a directory";
+    return ::access(path.c_str(), W_OK) == 0 ? std::string() : std::strerror(errno);
+  }
+  if (errno != ENOENT) return std::strerror(errno);
+  const std::size_t slash = path.find_last_of('/');
+  const std::string directory = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  return ::access(directory.c_str(), W_OK | X_OK) == 0 ? std::string() : std::strerror(errno);
+}
+
+// Empty if every CPU in `cpus` is one this process may run on, else the first that is not. A
+// CPU outside the affinity mask could not be pinned to, and the report would claim a pinning
+// that never happened.
+std::string check_cpus(const std::vector<int>& cpus) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+    return {};  // cannot tell: let pin_to warn
+  for (const int cpu : cpus) {
+    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+      return "CPU " + std::to_string(cpu) + " is not one this process may run on (" +
+             std::to_string(CPU_COUNT(&allowed)) + " allowed; see `taskset -cp $$`)";
+    }
+  }
+  return {};
+}
+
+int refuse(const std::string& why) {
+  std::fprintf(stderr, "anubis-load: %s\n", why.c_str());
+  return kExitUnusable;
+}
 
 }  // namespace
 
@@ -48,15 +89,17 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   auto* rate_option =
       app.add_option("--rate", rate, "Open loop: events/s in total, spread over the connections")
           ->check(CLI::Range(1e-3, 1e9));
-  app.add_option("--max-inflight", options.max_inflight,
-                 "Open loop: requests outstanding per connection; a send finding none free is "
-                 "missed")
-      ->capture_default_str()
-      ->check(CLI::Range(1U, kMaxWindow));
-  app.add_option("--timeout-ms", options.timeout_ms,
-                 "Open loop: a request unanswered this long after its intended send times out")
-      ->capture_default_str()
-      ->check(CLI::Range(1U, 3'600'000U));
+  auto* max_inflight_option =
+      app.add_option("--max-inflight", options.max_inflight,
+                     "Open loop: requests outstanding per connection; a send finding none free is "
+                     "missed")
+          ->capture_default_str()
+          ->check(CLI::Range(1U, kMaxWindow));
+  auto* timeout_option =
+      app.add_option("--timeout-ms", options.timeout_ms,
+                     "Open loop: a request unanswered this long after its intended send times out")
+          ->capture_default_str()
+          ->check(CLI::Range(1U, 3'600'000U));
   auto* events_option =
       app.add_option("--events", events, "Total events across all connections, then stop")
           ->check(CLI::Range(std::uint64_t{1}, kMaxEvents));
@@ -93,7 +136,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   app.add_option("--cpus", options.cpus, "Pin the I/O threads round-robin to these CPUs (e.g. 0,1)")
       ->delimiter(',')
       ->check(CLI::Range(0, 4095));
-  app.add_option("--json-out", options.json_out, "Write parameters and results to FILE as JSON");
+  auto* json_out_option = app.add_option("--json-out", options.json_out,
+                                         "Write parameters and results to FILE as JSON");
   app.add_flag("--verify", options.verify,
                "After the load, check every touched user's balance against the accepted events");
   app.add_flag("--quiet", options.quiet, "Print nothing to stdout (errors still go to stderr)");
@@ -109,12 +153,30 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   options.target = target == "redis" ? Target::redis : Target::anubis;
   options.mix.distribution = distribution == "zipf" ? Distribution::zipf : Distribution::uniform;
   if (events_option->count() > 0) options.events = events;
+  // CLI::Range lets NaN through (every comparison with it is false); infinities it refuses.
+  const std::pair<const char*, double> reals[] = {{"--rate", rate},
+                                                  {"--duration", options.duration_s},
+                                                  {"--warmup", options.warmup_s},
+                                                  {"--zipf-s", options.mix.zipf_s},
+                                                  {"--sell-ratio", options.mix.sell_ratio}};
+  for (const auto& [flag, value] : reals) {
+    if (!std::isfinite(value)) return refuse(std::string(flag) + " must be a finite number");
+  }
   if (rate_option->count() > 0) {
-    if (pipeline_option->count() > 0) {
-      std::fprintf(stderr, "anubis-load: --pipeline applies to the closed loop only\n");
-      return kExitUnusable;
-    }
+    if (pipeline_option->count() > 0) return refuse("--pipeline applies to the closed loop only");
     options.rate = rate;
+  } else {
+    for (const CLI::Option* open_loop_only : {max_inflight_option, timeout_option}) {
+      if (open_loop_only->count() > 0) {
+        return refuse(open_loop_only->get_name() + " applies to the open loop (--rate) only");
+      }
+    }
+  }
+  if (std::string why = check_cpus(options.cpus); !why.empty()) return refuse("--cpus: " + why);
+  if (json_out_option->count() > 0) {
+    if (std::string why = check_writable(options.json_out); !why.empty()) {
+      return refuse("--json-out " + options.json_out + ": " + why);
+    }
   }
 
   // Names go into the requests unescaped: keep them to characters JSON needs no escape for (and
@@ -122,14 +184,10 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   const bool printable =
       std::all_of(options.user_prefix.begin(), options.user_prefix.end(),
                   [](char c) { return c > ' ' && c < 0x7f && c != '"' && c != '\\'; });
-  if (!printable) {
-    std::fprintf(stderr, "anubis-load: --user-prefix must be printable ASCII without '\"', '\\'\n");
-    return kExitUnusable;
-  }
+  if (!printable) return refuse("--user-prefix must be printable ASCII without '\"', '\\'");
   if (options.user_prefix.size() + std::to_string(options.mix.users - 1).size() > kMaxUserBytes) {
-    std::fprintf(stderr, "anubis-load: --user-prefix too long: user names are at most %zu bytes\n",
-                 kMaxUserBytes);
-    return kExitUnusable;
+    return refuse("--user-prefix too long: user names are at most " +
+                  std::to_string(kMaxUserBytes) + " bytes");
   }
   // Every check above has run: a configuration that passes them is one a run would accept.
   if (check_only) return kExitOk;
