@@ -7,8 +7,8 @@ A matrix file (TOML, harness/matrices/*.toml) lists axis values and one load sha
     repeat = 3                  # runs per combination, alternating A B C A B C
     server_cpus = "1"           # optional pinning (sched_setaffinity); client_cpus likewise
     [axes]
-    queue = "all"               # a key of `anubis-server --list-strategies`: "all" or names
-    workers = [1, 2]            # a plain server flag (--workers)
+    queue = "all"               # a key of `anubis-server --list-strategies`: "all" or a list
+    workers = [1, 2]            # a plain server flag (--workers); a list, even of one
     target = ["anubis", "redis"]
     distribution = ["uniform", "zipf"]   # a load parameter may be an axis too
     [server]                    # fixed server flags for every anubis run (optional)
@@ -26,7 +26,8 @@ server's default, read from --help. Each run starts its own server on port 0 (or
 target=redis, its own redis-server on a free port), drives it with anubis-load --verify, stops it,
 checks its `final` line and exit status, and records its peak RSS and CPU time. Results go to
 results/<timestamp>/ (results.csv, summary.csv, meta.json, one load JSON per run); the exit status
-is 1 when any run was not verified. Columns and keys: docs/RESULTS.md.
+is 1 when any run was not verified, and 2, before any run starts, when the matrix file or a binary
+is not one the runner can use. Columns, keys and the matrix rules: docs/RESULTS.md.
 
     harness/runner.py harness/matrices/quick.toml
     harness/runner.py harness/matrices/axes.toml --repeat 5 --server-cpus 1 --client-cpus 0

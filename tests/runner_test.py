@@ -398,6 +398,101 @@ class ValidationTest(FakeRegistryTest):
             with self.assertRaisesRegex(MatrixError, "CPU list"):
                 self.matrix(text)
 
+    # The rules refuse only what is wrong: "all", a list of one value and either spelling of a
+    # flag still work, and a Redis-only overload matrix keeps the [server] flags of its ANUBIS
+    # capacity run.
+    def test_valid_shapes(self):
+        m = self.matrix('[axes]\nqueue = "all"\nlock = ["x"]\nworkers = [2]\n'
+                        '[load]\nsell-ratio = 0.25\n')
+        self.assertEqual(m.axes["workers"], ("server", ["2"]))
+        self.assertEqual(m.load["sell_ratio"], 0.25)
+        m = self.matrix('[axes]\ntarget = ["redis"]\n[server]\nworkers = 2\n'
+                        '[overload]\nmultiples = [1]\n')
+        self.assertEqual(m.fixed_server, {"workers": "2"})
+
+
+# Matrix files the runner must refuse before any run (exit 2), each with a fragment of its
+# message: wrong TOML types, non-finite numbers, and contradictory keys.
+BAD_MATRICES = (
+    # Top-level tables given as something else.
+    ("axes = 5\n", "axes must be a table"),
+    ("load = 5\n", "load must be a table"),
+    ("server = 5\n", "server must be a table"),
+    ("overload = 5\n", "overload must be a table"),
+    ("[[axes]]\nworkers = [1]\n", "axes must be a table"),
+    # Axis values that are not a non-empty list of strings or numbers.
+    ("[axes]\nworkers = 2\n", "write workers = [2]"),
+    ('[axes]\nqueue = "mutex"\n', 'write queue = ["mutex"]'),
+    ('[axes]\ntarget = "redis"\n', 'write target = ["redis"]'),
+    ("[axes]\nworkers = []\n", "axis workers has no values"),
+    ("[axes]\nworkers = [true]\n", "axis workers values must be a string or a number, not true"),
+    ("[axes]\nworkers = [[1, 2]]\n", "axis workers values must be a string or a number"),
+    ("[axes]\nworkers = {min = 1}\n", "axis workers must be a list of values, not a table"),
+    ('[axes]\nusers = ["many"]\n', "axis users values must be a number"),
+    ("[axes]\ndistribution = [1]\n", "axis distribution values must be a string"),
+    # Other keys of the wrong type.
+    ("[overload]\nmultiples = 2\n", "write multiples = [2]"),
+    ('[overload]\nmultiples = ["a"]\n', "[overload] multiples values must be a number"),
+    ("description = 5\n", "description must be a string"),
+    ("mode = 5\n", "mode must be"),
+    ("server_cpus = [0]\n", "server_cpus must be a string or a number"),
+    ('[load]\nconnections = "many"\n', "[load] connections must be a number"),
+    ("[load]\ndistribution = 5\n", "[load] distribution must be a string"),
+    ("[server]\nwork-us = [1]\n", "[server] work-us must be a string or a number"),
+    ("[server]\nwork-us = true\n", "[server] work-us must be a string or a number"),
+    # nan and inf, wherever they appear.
+    ("[load]\nrate = nan\n", "[load] rate must be a finite number, not nan"),
+    ("[load]\nwarmup = nan\n", "[load] warmup must be a finite number"),
+    ("[load]\nsell_ratio = -inf\n", "[load] sell_ratio must be a finite number, not -inf"),
+    ("[server]\nwork-us = inf\n", "[server] work-us must be a finite number"),
+    ("[axes]\nworkers = [1, nan]\n", "axis workers values must be a finite number"),
+    ("[axes]\nrate = [1000, inf]\n", "axis rate values must be a finite number"),
+    ("[overload]\nmultiples = [1, nan]\n", "[overload] multiples values must be a finite"),
+    ("[overload]\nmultiples = [1]\ncapacity_duration = inf\n", "capacity_duration"),
+    # One flag set twice, or ANUBIS flags where no ANUBIS server runs.
+    ("[axes]\nworkers = [1, 2]\n[server]\nworkers = 2\n",
+     "workers is both an axis ([axes] workers) and fixed ([server] workers)"),
+    ("[axes]\nusers = [100, 200]\n[load]\nusers = 300\n",
+     "users is both an axis ([axes] users) and fixed ([load] users)"),
+    ("[server]\nio-threads = 1\nio_threads = 2\n", "[server] sets both io-threads and io_threads"),
+    ("[axes]\nio-threads = [1]\nio_threads = [2]\n", "[axes] sets both io-threads and io_threads"),
+    ("[load]\nsell-ratio = 0.1\nsell_ratio = 0.2\n", "[load] sets both sell-ratio and sell_ratio"),
+    ("[axes]\nio_threads = [1, 2]\n[server]\nio-threads = 1\n",
+     "([axes] io_threads) and fixed ([server] io-threads)"),
+    ('[axes]\ntarget = ["redis"]\n[server]\nwork-us = 1\n',
+     "[server] work-us would apply to no run: target is redis only"),
+    ('[axes]\ntarget = ["redis"]\nqueue = "all"\n', "axis queue would apply to no run"),
+    ("[server]\ncheck = 1\n", "[server] check is not an anubis-server flag a matrix may set"),
+    ("[axes]\nport = [1]\n", "axis port is neither"),
+)
+
+
+class BadMatrixTest(unittest.TestCase):
+    # Every bad matrix exits 2 with its message, without a traceback and before any run (no
+    # result directory). --duration keeps a run short should a matrix wrongly get that far.
+    def test_bad_matrices_exit_2(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for number, (text, message) in enumerate(BAD_MATRICES):
+                with self.subTest(matrix=text):
+                    out = os.path.join(tmp, "out%d" % number)
+                    result = run_runner(text, out, extra=("--duration", "0.5"))
+                    self.assertEqual(result.returncode, 2, result.stderr)
+                    self.assertIn("runner: error: ", result.stderr)
+                    self.assertIn(message, result.stderr)
+                    self.assertNotIn("Traceback", result.stderr)
+                    self.assertFalse(os.path.exists(out))
+
+    # Every bundled matrix passes the same checks against this tree's server.
+    def test_bundled_matrices_are_valid(self):
+        strategies = server_strategies(SERVER)
+        flags, defaults = help_defaults(SERVER)
+        overrides = argparse.Namespace(repeat=None, duration=None, server_cpus=None,
+                                       client_cpus=None)
+        bundled = os.path.join(ROOT, "harness", "matrices")
+        for name in sorted(os.listdir(bundled)):
+            with self.subTest(matrix=name), open(os.path.join(bundled, name)) as f:
+                Matrix(name, f.read(), strategies, flags, defaults, overrides)
+
 
 class CommandLineTest(unittest.TestCase):
     def runner(self, *args):
@@ -437,7 +532,9 @@ class CommandLineTest(unittest.TestCase):
                              ('distribution = ["uniform", "pareto"]', "--distribution")):
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "out")
-                matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]', axes)
+                # users leaves [load] so that the users axis is the only one to set it.
+                matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]', axes).replace(
+                    "users = 500\n", "")
                 result = run_runner(matrix, out)
                 self.assertEqual(result.returncode, 2, result.stderr)
                 self.assertIn("runner: error: the load client refuses", result.stderr)
@@ -450,6 +547,22 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("runner: error: CPU list", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
+
+    # A binary that does not answer as anubis-server or anubis-load does (no JSON registry, a
+    # failing --help) is a clear error naming it, not a traceback.
+    def test_binary_not_answering_exit_2(self):
+        for args, message in (
+                (("--server", "/bin/true"),
+                 "/bin/true --list-strategies did not print the strategy registries as JSON"),
+                (("--server", "/bin/false"), "/bin/false --list-strategies exited with 1"),
+                (("--load", "/bin/false"), "/bin/false --help exited with 1")):
+            with self.subTest(args=args), tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "out")
+                result = self.runner("--out", out, *args)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("runner: error: " + message, result.stderr)
+                self.assertNotIn("Traceback", result.stderr)
+                self.assertFalse(os.path.exists(out))
 
     # An output directory that cannot be created is a matrix error (exit 2), not a traceback.
     def test_unusable_out_dir(self):

@@ -3,12 +3,11 @@ measure the capacity of an overload matrix, run every combination repetition by 
 progress on stderr, then write and print the results. Exit status 1 when a run was not verified."""
 
 import os
-import subprocess
 import sys
 import time
 
 from . import ROOT
-from .binaries import help_defaults, server_strategies
+from .binaries import ask, help_defaults, server_strategies
 from .columns import HEAD_COLUMNS, LOAD_COLUMNS, RESULT_COLUMNS
 from .errors import MatrixError
 from .matrix import Matrix
@@ -23,8 +22,7 @@ def ask_check(binary, who, arg_lists):
     so that a value the binary refuses fails the matrix at once, in the binary's own words,
     instead of failing its runs one by one."""
     for args in dict.fromkeys(tuple(args) for args in arg_lists):
-        result = subprocess.run([binary, "--check", *args], capture_output=True, text=True,
-                                timeout=30)
+        result = ask(binary, "--check", *args)
         if result.returncode != 0:
             raise MatrixError("the %s refuses %s: %s" % (
                 who, " ".join(args) or "its defaults", result.stderr.strip()))

@@ -2,10 +2,11 @@
 server flag, load parameter), the load shape resolved, and the combinations expanded."""
 
 import itertools
+import json
 import math
 import tomllib
 
-from .binaries import normalise, number_text
+from .binaries import flag, normalise, number_text
 from .columns import FIXED_SERVER_COLUMNS
 from .errors import MatrixError
 from .processes import parse_cpus
@@ -21,11 +22,107 @@ LOAD_DEFAULTS = {
 # Flags of anubis-load only the open loop accepts; the closed loop only takes --pipeline.
 OPEN_LOOP_ONLY = ("max_inflight", "timeout_ms")
 
+# anubis-server flags the runner owns: it passes --port 0 and --check itself, and --help and
+# --list-strategies print and exit instead of serving.
+RUNNER_SERVER_FLAGS = ("port", "check", "help", "list_strategies")
+
+# What a value of the matrix may be, by the flag it becomes. No flag of anubis-server or
+# anubis-load takes a boolean, a date, an array or a table.
+NUMBER, TEXT, NUMBER_OR_TEXT = "a number", "a string", "a string or a number"
+
+
+def toml_text(value):
+    """A value as a matrix file spells it, for messages: true, nan, "mutex", [1, 2]."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else "%sinf" % ("-" if value < 0 else "")
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[%s]" % ", ".join(map(toml_text, value))
+    if isinstance(value, dict):
+        return "a table"
+    return str(value)
+
+
+def check_value(value, where, kind=NUMBER_OR_TEXT):
+    """One value that becomes a flag's argument, of the kind that flag takes. nan and inf are
+    refused wherever they appear: TOML allows them, but no count, rate or length of a run is
+    one, and the runner computes with some of them (a rate of nan hangs the runner)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and not math.isfinite(value):
+        raise MatrixError("%s must be a finite number, not %s" % (where, toml_text(value)))
+    if not ((is_number and kind != TEXT) or (isinstance(value, str) and kind != NUMBER)):
+        raise MatrixError("%s must be %s, not %s" % (where, kind, toml_text(value)))
+    return value
+
+
+def check_list(values, where, key, kind, every=None):
+    """The values of an axis (or of [overload] multiples): a non-empty list of values of the
+    kind, or "all" for an axis that knows all its values (every). A bare value is refused
+    rather than taken as a list of one, because `queue = "all"` and `queue = "mutex"` would
+    then look alike and mean different things."""
+    if every is not None and values == "all":
+        return every
+    if not isinstance(values, list):
+        hint = "" if isinstance(values, dict) else ": write %s = [%s]" % (key, toml_text(values))
+        raise MatrixError("%s must be a list of values%s, not %s%s" % (
+            where, ' or "all"' if every is not None else "", toml_text(values), hint))
+    if not values:
+        raise MatrixError("%s has no values" % where)
+    for value in values:
+        check_value(value, "%s values" % where, kind)
+    return values
+
+
+def load_kind(key):
+    """A load parameter is text where its default is (distribution), else a number (events and
+    rate too, which have no default)."""
+    return TEXT if isinstance(LOAD_DEFAULTS[key], str) else NUMBER
+
+
+def check_table(spec, name):
+    """A top-level table of the matrix ([axes], [server], [load], [overload]); {} when absent."""
+    table = spec.get(name, {})
+    if not isinstance(table, dict):
+        raise MatrixError("%s must be a table ([%s] and its key = value lines), not %s" % (
+            name, name, toml_text(table)))
+    return table
+
+
+def flag_table(spec, name):
+    """A table whose keys are flags: {key with underscores: (key as written, value)}. A flag
+    spelt both ways (io-threads and io_threads) is refused: one of the two would silently win."""
+    table = {}
+    for written, value in check_table(spec, name).items():
+        key = normalise(written)
+        if key in table:
+            raise MatrixError("[%s] sets both %s and %s: they are one flag, %s" % (
+                name, table[key][0], written, flag(key)))
+        table[key] = (written, value)
+    return table
+
+
+def check_apart(axes, other, name):
+    """An axis and a fixed value of the same key contradict each other: one would silently win.
+    Refused by name, whichever way each table spells it."""
+    for key in axes:
+        if key in other:
+            raise MatrixError("%s is both an axis ([axes] %s) and fixed ([%s] %s): an axis "
+                              "varies it and [%s] fixes it, so keep one" % (
+                                  key, axes[key][0], name, other[key][0], name))
+
+
+def matrix_server_flag(key, server_flags):
+    """Whether a matrix may set this anubis-server flag, in [server] or as an axis."""
+    return key in server_flags and key not in RUNNER_SERVER_FLAGS
+
 
 def check_repeat(value, where):
     """Runs per combination: an integer >= 1 (0 would run nothing and still exit 0)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MatrixError("%s must be an integer >= 1, not %r" % (where, value))
+        raise MatrixError("%s must be an integer >= 1, not %s" % (where, toml_text(value)))
     return value
 
 
@@ -34,7 +131,8 @@ def check_duration(value, where):
     server has started, which would fail every run of the matrix)."""
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or value <= 0):
-        raise MatrixError("%s must be a number of seconds > 0, not %r" % (where, value))
+        raise MatrixError("%s must be a number of seconds > 0, not %s" % (where,
+                                                                           toml_text(value)))
     return value
 
 
@@ -51,7 +149,7 @@ class Matrix:
         unknown = set(spec) - known
         if unknown:
             raise MatrixError("%s: unknown keys %s" % (path, ", ".join(sorted(unknown))))
-        self.description = spec.get("description", "")
+        self.description = check_value(spec.get("description", ""), "description", TEXT)
         # The command-line overrides, named in the printed report beside the description that
         # they make out of date.
         self.overridden = " ".join(
@@ -60,15 +158,25 @@ class Matrix:
             if (value := getattr(overrides, name, None)) is not None)
         self.mode = spec.get("mode", "product")
         if self.mode not in ("product", "one_at_a_time"):
-            raise MatrixError('mode must be "product" or "one_at_a_time"')
+            raise MatrixError('mode must be "product" or "one_at_a_time", not %s' % (
+                toml_text(self.mode)))
         if overrides.repeat is not None:
             self.repeat = check_repeat(overrides.repeat, "--repeat")
         else:
             self.repeat = check_repeat(spec.get("repeat", 1), "repeat")
+        for name in ("server_cpus", "client_cpus"):
+            if name in spec:
+                check_value(spec[name], name)
         self.server_cpus = parse_cpus(overrides.server_cpus if overrides.server_cpus is not None
                                       else spec.get("server_cpus"))
         self.client_cpus = parse_cpus(overrides.client_cpus if overrides.client_cpus is not None
                                       else spec.get("client_cpus"))
+
+        axes_spec = flag_table(spec, "axes")
+        server_spec = flag_table(spec, "server")
+        load_spec = flag_table(spec, "load")
+        check_apart(axes_spec, server_spec, "server")
+        check_apart(axes_spec, load_spec, "load")
 
         self.registry_axes = list(strategies)
         self.server_defaults = {}
@@ -80,92 +188,102 @@ class Matrix:
             self.server_defaults[key] = server_defaults.get(key, "")
 
         self.fixed_server = {}
-        for key, value in spec.get("server", {}).items():
-            key = normalise(key)
-            if key not in server_flags or key in ("port", "help", "list_strategies"):
-                raise MatrixError("[server] %s is not an anubis-server flag" % key)
-            self.fixed_server[key] = number_text(value)
+        for key, (written, value) in server_spec.items():
+            if not matrix_server_flag(key, server_flags):
+                raise MatrixError("[server] %s is not an anubis-server flag a matrix may set" % (
+                    written))
+            self.fixed_server[key] = number_text(check_value(value, "[server] %s" % written))
 
         self.load = dict(LOAD_DEFAULTS)
-        for key, value in spec.get("load", {}).items():
-            key = normalise(key)
+        for key, (written, value) in load_spec.items():
             if key not in LOAD_DEFAULTS:
                 raise MatrixError("[load] %s is not a load parameter (%s)" % (
-                    key, ", ".join(LOAD_DEFAULTS)))
-            self.load[key] = value
-        self.load_set = {normalise(k) for k in spec.get("load", {})}
+                    written, ", ".join(LOAD_DEFAULTS)))
+            self.load[key] = check_value(value, "[load] %s" % written, load_kind(key))
+        self.load_set = set(load_spec)
+        if "duration" in load_spec:
+            check_duration(self.load["duration"], "[load] duration")
         if overrides.duration is not None:
             self.load["duration"] = check_duration(overrides.duration, "--duration")
             self.load_set.add("duration")
-        else:
-            check_duration(self.load["duration"], "[load] duration")
-        spec_load = {normalise(k) for k in spec.get("load", {})}
-        spec_axes = {normalise(k) for k in spec.get("axes", {})}
-        if "events" in spec_load | spec_axes:
+        if "events" in load_spec.keys() | axes_spec.keys():
             if overrides.duration is not None:
                 raise MatrixError("--duration cannot override a matrix that sets events: a run "
                                   "is either --events or --duration long")
-            if "duration" in spec_load | spec_axes:
+            if "duration" in load_spec.keys() | axes_spec.keys():
                 raise MatrixError("events and duration conflict: a run is either --events or "
                                   "--duration long")
 
         # axis name -> (kind, values); kinds: target, registry, server, load
         self.axes = {}
-        for key, values in spec.get("axes", {}).items():
-            key = normalise(key)
+        for key, (written, values) in axes_spec.items():
+            where = "axis %s" % written
             if key == "target":
                 kind = "target"
-                values = ["anubis", "redis"] if values == "all" else values
+                values = check_list(values, where, written, TEXT, every=["anubis", "redis"])
                 for v in values:
                     if v not in ("anubis", "redis"):
                         raise MatrixError("target must be anubis or redis, not %r" % v)
             elif key in strategies:
                 kind = "registry"
                 names = [row["name"] for row in strategies[key]]
-                values = names if values == "all" else values
+                values = check_list(values, where, written, TEXT, every=names)
                 for v in values:
                     if v not in names:
                         raise MatrixError("--%s %s is not in the registry (%s)" % (
                             key, v, ", ".join(names)))
             elif key in LOAD_DEFAULTS:
                 kind = "load"
+                values = check_list(values, where, written, load_kind(key))
                 self.load_set.add(key)
                 if key == "duration":
                     if overrides.duration is not None:
                         raise MatrixError("--duration cannot override the duration axis")
-                    for v in values if isinstance(values, list) else [values]:
+                    for v in values:
                         check_duration(v, "duration axis value")
-            elif key in server_flags:
+            elif matrix_server_flag(key, server_flags):
                 kind = "server"
+                values = check_list(values, where, written, NUMBER_OR_TEXT)
                 self.server_defaults.setdefault(key, server_defaults.get(key, ""))
             else:
-                raise MatrixError("axis %s is neither a strategy axis, a server flag, a load "
-                                  "parameter nor target" % key)
-            if isinstance(values, str):
-                values = [values]
-            if not values:
-                raise MatrixError("axis %s has no values" % key)
+                raise MatrixError("axis %s is neither a strategy axis, a server flag a matrix "
+                                  "may set, a load parameter nor target" % written)
             self.axes[key] = (kind, [number_text(v) for v in values])
+
+        # ANUBIS strategies and flags would apply to no run of a matrix whose target is Redis
+        # only. An overload matrix's [server] flags are the exception: they shape its capacity
+        # run, which is always ANUBIS's.
+        targets = self.axes["target"][1] if "target" in self.axes else ["anubis"]
+        if "anubis" not in targets:
+            unused = ["axis %s" % axes_spec[k][0] for k, (kind, _) in self.axes.items()
+                      if kind in ("registry", "server")]
+            if "overload" not in spec:
+                unused += ["[server] %s" % written for written, _ in server_spec.values()]
+            if unused:
+                raise MatrixError("%s would apply to no run: target is redis only, and ANUBIS "
+                                  "strategies and flags apply to ANUBIS runs only" % (
+                                      ", ".join(unused)))
 
         self.server_axis_columns = self.registry_axes + list(FIXED_SERVER_COLUMNS) + [
             k for k, (kind, _) in self.axes.items()
             if kind == "server" and k not in FIXED_SERVER_COLUMNS]
 
-        overload = spec.get("overload")
         self.multiples = None
-        if overload is not None:
+        if "overload" in spec:
+            overload = check_table(spec, "overload")
             unknown = set(overload) - {"multiples", "capacity_duration"}
             if unknown:
                 raise MatrixError("[overload] takes multiples and capacity_duration, not %s" % (
                     ", ".join(sorted(unknown))))
-            self.multiples = [float(m) for m in overload.get("multiples", [])]
-            if not self.multiples or min(self.multiples) <= 0:
-                raise MatrixError("[overload] multiples must be positive numbers")
-            if overrides.duration is not None:
-                self.capacity_duration = float(overrides.duration)
-            else:
-                self.capacity_duration = float(check_duration(
-                    overload.get("capacity_duration", 3), "[overload] capacity_duration"))
+            self.multiples = [float(m) for m in check_list(
+                overload.get("multiples", []), "[overload] multiples", "multiples", NUMBER)]
+            if min(self.multiples) <= 0:
+                raise MatrixError("[overload] multiples must be numbers > 0, not %s" % (
+                    toml_text(overload["multiples"])))
+            capacity_duration = check_duration(overload.get("capacity_duration", 3),
+                                               "[overload] capacity_duration")
+            self.capacity_duration = float(overrides.duration if overrides.duration is not None
+                                           else capacity_duration)
             if "rate" in self.load_set:
                 raise MatrixError("[overload] sets the rate; neither [load] nor an axis may")
 
