@@ -3,123 +3,234 @@
 
 Each variant is a set of anubis-server flags (and optionally a number of load processes that
 share the connections). Runs alternate between variants (A B C A B C ...) so that drift on a
-shared machine spreads over all of them, every run is verified (--verify, exit status 0,
-processed == accepted), and the report gives the median and the range of accepted events/s
-per variant, plus each median as a ratio to the first variant's.
+shared machine spreads over all of them, every run is verified (--verify, exit statuses 0, the
+server's final line adds up and matches the events the clients saw accepted), and the report
+gives the median and the range of accepted events/s per variant, plus each median as a ratio to
+the first variant's.
 
     harness/compare.py --variant "--workers 1" --variant "--workers 2" --repeat 3
     harness/compare.py --variant "" --variant "clients=2" --repeat 3   # is the client the limit?
 
 A variant is server flags, optionally preceded by "clients=N" to split --connections over N
-load processes run at once (their accepted events/s are added up).
+load processes run at once (their accepted events/s are added up). The split is as even as it
+can be (50 over 3: 17+17+16), so every variant opens exactly --connections; each run prints
+the connections its load processes report having opened.
+
+Everything is checked before the first run: the numbers here, then each variant's flags and
+the load by the binaries' own --check (exit 2). A run that is not verified is reported and the
+comparison goes on (exit 1); a run that measured nothing (a load process that failed) stops it
+(exit 1). No server or load process outlives this script, even when SIGKILL ends it.
 """
 
 import argparse
-import json
+import math
 import os
 import platform
-import re
 import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# harness/ is this script's directory, so the matrix runner's modules import as they do for
+# runner.py: compare shares its process handling and its verdicts on a run.
+from matrix_runner import ROOT
+from matrix_runner.errors import MatrixError
+from matrix_runner.execute import ask_check
+from matrix_runner.processes import AnubisServer, child_preexec, signal_child, tail, wait_rusage
+from matrix_runner.run import (LOAD_GRACE_S, accepted_problems, final_problems, load_problems,
+                               read_load_json)
 
 
 class CompareError(Exception):
-    """A variant cannot run at all (exit status 2)."""
+    """The comparison cannot run at all (exit status 2)."""
 
 
-def start_server(binary, flags):
-    # stderr goes to a file rather than a pipe: a pipe nobody reads during the run could fill
-    # and block the server.
-    errors = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([binary, "--port", "0", *flags], stdout=subprocess.PIPE,
-                            stderr=errors, text=True)
-    line = proc.stdout.readline()
-    match = re.match(r"listening on .*:(\d+)$", line.strip())
-    if not match:
-        proc.kill()
-        proc.wait()
-        errors.seek(0)
-        lines = [l.strip() for l in errors.read().splitlines() if l.strip()]
-        errors.close()
-        raise CompareError("server with flags %r did not start (exit %s): %s" % (
-            " ".join(flags), proc.returncode, lines[0] if lines else "no error message"))
-    errors.close()
-    return proc, int(match.group(1))
+class NoMeasurement(Exception):
+    """A run gave no events/s, so no median would mean anything (exit status 1)."""
 
 
-def stop_server(proc):
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    final = [l for l in out.splitlines() if l.startswith("final ")]
-    return proc.returncode, json.loads(final[-1][6:]) if final else None
+class Variant:
+    """One --variant: the text as given, its number of load processes and its server flags."""
+
+    PREFIX = "clients="
+
+    def __init__(self, text):
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError("%r: %s" % (text, e))
+        self.clients = 1
+        if words and words[0].startswith(self.PREFIX):
+            count = words.pop(0)[len(self.PREFIX):]
+            try:
+                self.clients = positive_int(count)
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(
+                    "%r: %s takes a number of load processes >= 1, not %r" % (
+                        text, self.PREFIX, count))
+        self.text = text
+        self.flags = words
+
+    def label(self):
+        return self.text or "(defaults)"
+
+    def split(self, connections):
+        """Connections per load process, adding up to exactly `connections`: the first
+        (connections % clients) processes take one more."""
+        share, extra = divmod(connections, self.clients)
+        return [share + 1] * extra + [share] * (self.clients - extra)
 
 
-def run_once(args, variant, tmp):
-    clients, flags = parse_variant(variant)
-    proc, port = start_server(args.server, flags)
-    loads = []
-    per_client = max(1, args.connections // clients)
-    for i in range(clients):
-        out = os.path.join(tmp, "load%d.json" % i)
-        cmd = [args.load, "--port", str(port), "--connections", str(per_client),
-               "--pipeline", str(args.pipeline), "--duration", str(args.duration),
-               "--users", str(args.users), "--seed", str(i + 1), "--verify", "--quiet",
-               "--json-out", out]
-        loads.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out))
-    ok = all(p.wait() == 0 for p, _ in loads)
-    status, final = stop_server(proc)
-    results = [json.load(open(out)) for _, out in loads]
-    rate = sum(r["summary"]["events_per_s"] for r in results)
-    verified = ok and status == 0 and final is not None and final["processed"] == final["accepted"]
-    return rate, verified
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an integer" % text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be an integer >= 1, not %d" % value)
+    return value
 
 
-def parse_variant(variant):
-    words = shlex.split(variant)
-    clients = 1
-    if words and words[0].startswith("clients="):
-        clients = int(words.pop(0).split("=", 1)[1])
-    return clients, words
+def positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds > 0, not %r" % text)
+    return value
 
 
-def main():
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", action="append", required=True,
+    parser.add_argument("--variant", action="append", required=True, type=Variant,
                         help='server flags, optionally starting with "clients=N"')
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=5)
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--pipeline", type=int, default=16)
-    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--repeat", type=positive_int, default=3, help="runs per variant")
+    parser.add_argument("--duration", type=positive_seconds, default=5, help="seconds per run")
+    parser.add_argument("--connections", type=positive_int, default=50,
+                        help="connections per run, split over a variant's load processes")
+    parser.add_argument("--pipeline", type=positive_int, default=16)
+    parser.add_argument("--users", type=positive_int, default=10000)
     parser.add_argument("--server", default=os.path.join(ROOT, "build/release/src/anubis-server"))
     parser.add_argument("--load", default=os.path.join(ROOT, "build/release/harness/anubis-load"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for v in args.variant:
+        if v.clients > args.connections:
+            parser.error("variant %r: %d load processes need at least %d connections, not %d "
+                         "(--connections)" % (v.text, v.clients, v.clients, args.connections))
+    return args
+
+
+def load_args(args, port, connections, seed):
+    """anubis-load's arguments for one load process, without --json-out."""
+    return ["--port", str(port), "--connections", str(connections),
+            "--pipeline", str(args.pipeline), "--duration", "%r" % args.duration,
+            "--users", str(args.users), "--seed", str(seed), "--verify", "--quiet"]
+
+
+def check_setup(args):
+    """The binaries exist and accept every variant's flags and every load process's arguments,
+    so that a refused value stops the comparison before its first run, in the binary's words."""
+    for binary in (args.server, args.load):
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise CompareError("%s is not built (./lab build release)" % binary)
+    ask_check(args.server, "server", [v.flags for v in args.variant])
+    # Port 1 stands in for the port each run's server will get.
+    ask_check(args.load, "load client",
+              [load_args(args, 1, connections, seed)
+               for v in args.variant
+               for seed, connections in enumerate(v.split(args.connections), 1)])
+
+
+def run_once(args, variant, run_dir):
+    """One run: a server, the variant's load processes at once, then the server's drain.
+
+    Returns (events/s or None if a load process measured nothing, connections each load process
+    opened, problems); a run without problems is verified. Whatever happens, the server and
+    every load process have ended when this returns."""
+    server = None
+    loads = []
     try:
-        return compare(args)
-    except CompareError as e:
-        print("compare: error: %s" % e, file=sys.stderr)
-        return 2
+        try:
+            server = AnubisServer(args.server, variant.flags, [],
+                                  os.path.join(run_dir, "server.log"))
+        except RuntimeError as e:
+            raise CompareError("variant %r: %s" % (variant.text, e))
+        for seed, connections in enumerate(variant.split(args.connections), 1):
+            stem = os.path.join(run_dir, "load%d" % seed)
+            cmd = [args.load, *load_args(args, server.port, connections, seed),
+                   "--json-out", stem + ".json"]
+            with open(stem + ".log", "w") as log:
+                loads.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                               preexec_fn=child_preexec([])), seed, stem))
+        deadline = time.monotonic() + args.duration + LOAD_GRACE_S
+        load_codes = [wait_rusage(proc, deadline)[0] for proc, _, _ in loads]
+        server_code, final, _ = server.stop()
+        server = None
+    finally:
+        for proc, _, _ in loads:
+            if proc.returncode is None:
+                signal_child(proc, signal.SIGKILL)
+                os.wait4(proc.pid, 0)
+        if server is not None:
+            server.kill()
+
+    problems = []
+    results = []
+    for (_, seed, stem), code in zip(loads, load_codes):
+        result = read_load_json(stem + ".json")
+        results.append(result)
+        found = load_problems(code, result)
+        if code != 0:
+            found.append("its log: %s" % tail(stem + ".log", 2))
+        prefix = "load process %d: " % seed if variant.clients > 1 else ""
+        problems += [prefix + p for p in found]
+    problems += final_problems(final, server_code)
+
+    summaries = [(r or {}).get("summary") or {} for r in results]
+    opened = [((r or {}).get("parameters") or {}).get("connections") for r in results]
+    rates = [s.get("events_per_s") for s in summaries]
+    if None in rates or None in opened:
+        return None, opened, problems or ["anubis-load reported no events/s"]
+    if sum(opened) != args.connections:
+        problems.append("opened %d connections, not %d" % (sum(opened), args.connections))
+    client_accepted = [s.get("accepted_with_warmup") for s in summaries]
+    problems += accepted_problems(final, {"accepted_with_warmup":
+                                          None if None in client_accepted
+                                          else sum(client_accepted)})
+    return sum(rates), opened, problems
+
+
+def connections_text(opened):
+    """"50 connections", or "17+17+16 = 50 connections" when several processes share them."""
+    if len(opened) == 1:
+        return "%d connections" % opened[0]
+    return "%s = %d connections" % ("+".join(map(str, opened)), sum(opened))
 
 
 def compare(args):
-    rates = {v: [] for v in args.variant}
+    check_setup(args)
+    # Indexed by position, not by text: the same variant twice is a fair A/A noise check.
+    rates = [[] for _ in args.variant]
     all_verified = True
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="anubis-compare-") as tmp:
         for r in range(args.repeat):
-            for v in args.variant:
-                rate, verified = run_once(args, v, tmp)
-                all_verified &= verified
-                rates[v].append(rate)
-                print("run %d/%d  %-40s %10.0f events/s  %s" % (
-                    r + 1, args.repeat, v or "(defaults)", rate,
-                    "verified" if verified else "NOT VERIFIED"), file=sys.stderr)
+            for i, v in enumerate(args.variant):
+                run_dir = tempfile.mkdtemp(dir=tmp)  # a failed run cannot read an earlier JSON
+                rate, opened, problems = run_once(args, v, run_dir)
+                if rate is None:
+                    raise NoMeasurement("run %d/%d of %s measured nothing: %s" % (
+                        r + 1, args.repeat, v.label(), "; ".join(problems)))
+                all_verified &= not problems
+                rates[i].append(rate)
+                print("run %d/%d  %-40s %10.0f events/s  %s  %s" % (
+                    r + 1, args.repeat, v.label(), rate, connections_text(opened),
+                    "NOT VERIFIED: " + "; ".join(problems) if problems else "verified"),
+                    file=sys.stderr, flush=True)
 
     cpu = "unknown CPU"
     try:
@@ -130,16 +241,42 @@ def compare(args):
     print("machine: %s, %d cores, %s; load %d connections x pipeline %d, %g s, %d users" % (
         cpu, os.cpu_count(), platform.release(), args.connections, args.pipeline,
         args.duration, args.users))
-    base = statistics.median(rates[args.variant[0]])
+    base = statistics.median(rates[0])
     print("%-42s %12s %22s %8s" % ("variant", "median ev/s", "range", "ratio"))
-    for v in args.variant:
-        med = statistics.median(rates[v])
-        print("%-42s %12.0f %10.0f - %-10.0f %7.2fx" % (
-            v or "(defaults)", med, min(rates[v]), max(rates[v]), med / base))
+    for v, runs in zip(args.variant, rates):
+        med = statistics.median(runs)
+        # A first variant that accepted nothing has no ratio to give.
+        ratio = "%7.2fx" % (med / base) if base > 0 else "%8s" % "-"
+        print("%-42s %12.0f %10.0f - %-10.0f %s" % (v.label(), med, min(runs), max(runs), ratio))
     if not all_verified:
         print("some runs were NOT verified", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # SIGTERM ends the comparison as Ctrl-C does: by an exception, so that the current run's
+    # cleanup stops its server and load processes before the script exits.
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    try:
+        return compare(args)
+    except (CompareError, MatrixError) as e:
+        print("compare: error: %s" % e, file=sys.stderr)
+        return 2
+    except (OSError, subprocess.SubprocessError) as e:  # e.g. a binary the kernel will not run
+        print("compare: error: %s" % e, file=sys.stderr)
+        return 2
+    except NoMeasurement as e:
+        print("compare: error: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("compare: interrupted", file=sys.stderr)
+        return 130
+
+
+def stop_on_signal(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

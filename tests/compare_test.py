@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""Tests of harness/compare.py against the real anubis-server and anubis-load (ANUBIS_SERVER,
+ANUBIS_LOAD), started through wrappers that record how compare started them."""
+
+import os
+import re
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER = os.environ.get("ANUBIS_SERVER", os.path.join(ROOT, "build/release/src/anubis-server"))
+LOAD = os.environ.get("ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load"))
+COMPARE = os.path.join(ROOT, "harness", "compare.py")
+
+# Appends its arguments to a record file, one line per start (--check included), then runs the
+# real binary, so a test knows whether and how compare started it.
+RECORDING_WRAPPER = """#!/bin/sh
+echo "$*" >> "%(record)s"
+exec "%(real)s" "$@"
+"""
+
+# Hands its pid to the test through a FIFO when it is a run (not a --check), then runs the real
+# binary, so the test learns when the run has started without polling.
+PID_FIFO_WRAPPER = """#!/bin/sh
+case " $* " in
+  *" --check "*) ;;
+  *) echo $$ > "%(fifo)s" ;;
+esac
+exec "%(real)s" "$@"
+"""
+
+# A load client that answers --check as the real one does but fails every run, as one that
+# cannot connect would: exit 1 and no JSON.
+FAILING_LOAD = """#!/bin/sh
+case " $* " in
+  *" --check "*) exec "%(real)s" "$@" ;;
+esac
+echo "anubis-load: cannot connect" >&2
+exit 1
+"""
+
+# Enough for a run to start and verify; its length is not what these tests measure.
+SHORT_RUN = ("--repeat", "1", "--duration", "0.2", "--pipeline", "4", "--users", "100")
+
+# Bounds every wait on a child, so that a regression fails the test instead of hanging it.
+WAIT_S = 30
+
+
+def write_script(path, template, **values):
+    with open(path, "w") as f:
+        f.write(template % values)
+    os.chmod(path, 0o755)
+    return path
+
+
+def run_compare(server, load, *args):
+    return subprocess.run([sys.executable, COMPARE, "--server", server, "--load", load, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def read_record(path):
+    """The argument lists of the runs a recording wrapper saw, --check calls left out."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        runs = [shlex.split(line) for line in f]
+    return [words for words in runs if "--check" not in words]
+
+
+def option(words, name):
+    return words[words.index(name) + 1]
+
+
+class RecordingTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="compare_test-")
+        self.server_record = os.path.join(self.tmp.name, "server.record")
+        self.load_record = os.path.join(self.tmp.name, "load.record")
+        self.server = write_script(os.path.join(self.tmp.name, "server"), RECORDING_WRAPPER,
+                                   record=self.server_record, real=os.path.abspath(SERVER))
+        self.load = write_script(os.path.join(self.tmp.name, "load"), RECORDING_WRAPPER,
+                                 record=self.load_record, real=os.path.abspath(LOAD))
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+
+class ArgumentTest(RecordingTest):
+    BAD_ARGUMENTS = (
+        (("--variant", "clients=0"), "clients="),
+        (("--variant", "clients=abc"), "clients="),
+        (("--variant", "", "--duration", "0"), "--duration"),
+        (("--variant", "", "--duration", "inf"), "--duration"),
+        (("--variant", "", "--repeat", "0"), "--repeat"),
+        (("--variant", "", "--connections", "0"), "--connections"),
+        (("--variant", "", "--pipeline", "-1"), "--pipeline"),
+        (("--variant", "", "--users", "many"), "--users"),
+        (("--variant", "clients=100", "--connections", "2"), "100 load processes"),
+        (("--variant", '"--workers 2'), "No closing quotation"),
+    )
+
+    # Each bad argument is a usage error (exit 2, naming it, no traceback) before anything
+    # starts: neither binary runs, so no server can be left behind.
+    def test_bad_arguments_exit_2_before_anything_starts(self):
+        for args, reason in self.BAD_ARGUMENTS:
+            with self.subTest(args=args):
+                result = run_compare(self.server, self.load, *args)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("usage:", result.stderr)
+                self.assertIn(reason, result.stderr)
+                self.assertNotIn("Traceback", result.stderr)
+                self.assertFalse(os.path.exists(self.server_record), "the server was started")
+                self.assertFalse(os.path.exists(self.load_record), "the load was started")
+
+    # A variant flag the server refuses stops the comparison before its first run, in the
+    # server's own words, rather than after the variants before it have run.
+    def test_refused_server_flag_exit_2(self):
+        result = run_compare(self.server, self.load, "--variant", "",
+                             "--variant", "--workers 0", *SHORT_RUN)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("compare: error: the server refuses --workers 0", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertEqual(read_record(self.server_record), [])
+
+
+class ConnectionsTest(RecordingTest):
+    # Connections that do not divide among the load processes are spread, not lost: 5 over 3
+    # processes opens 2+2+1, every run opens exactly --connections, and each run reports what
+    # its load processes opened. The same variant twice is two rows, not one.
+    def test_uneven_split_opens_every_connection(self):
+        result = run_compare(self.server, self.load, "--variant", "",
+                             "--variant", "clients=3", "--variant", "",
+                             "--connections", "5", *SHORT_RUN)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        runs = {}
+        for words in read_record(self.load_record):
+            run_dir = os.path.dirname(option(words, "--json-out"))
+            runs.setdefault(run_dir, []).append(int(option(words, "--connections")))
+        self.assertEqual(sorted(sorted(split) for split in runs.values()),
+                         [[1, 2, 2], [5], [5]])
+        self.assertIn("2+2+1 = 5 connections  verified", result.stderr)
+        self.assertEqual(len(re.findall(r" 5 connections  verified", result.stderr)), 3)
+        table = result.stdout.split("ratio\n", 1)[1].splitlines()
+        self.assertEqual([line.split()[0] for line in table],
+                         ["(defaults)", "clients=3", "(defaults)"])
+
+
+class FailureTest(unittest.TestCase):
+    # A load process that fails ends the comparison with the reason and exit 1, not a traceback,
+    # and the run's server has been stopped by then.
+    def test_failed_load_is_an_error_and_stops_the_server(self):
+        with tempfile.TemporaryDirectory(prefix="compare_test-") as tmp:
+            fifo = os.path.join(tmp, "server.pid")
+            os.mkfifo(fifo)
+            server = write_script(os.path.join(tmp, "server"), PID_FIFO_WRAPPER, fifo=fifo,
+                                  real=os.path.abspath(SERVER))
+            load = write_script(os.path.join(tmp, "load"), FAILING_LOAD,
+                                real=os.path.abspath(LOAD))
+            # Opened before compare starts, so the wrapper's write never waits for a reader.
+            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                result = run_compare(server, load, "--variant", "", *SHORT_RUN)
+                pid = int(os.read(reader, 64))
+            finally:
+                os.close(reader)
+            self.assertEqual(result.returncode, 1, result.stderr)
+            self.assertIn("compare: error: run 1/1 of (defaults) measured nothing", result.stderr)
+            self.assertIn("anubis-load exited with 1", result.stderr)
+            self.assertIn("cannot connect", result.stderr)
+            self.assertNotIn("Traceback", result.stderr)
+            self.assertTrue(ended(pid), "the server was left running")
+
+
+def ended(pid):
+    """Whether pid ends within WAIT_S (at once if it is already gone)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], WAIT_S)
+        return bool(readable)
+    finally:
+        os.close(fd)
+
+
+class InterruptTest(unittest.TestCase):
+    # Killing compare mid-run takes the run's server and load process with it: SIGTERM through
+    # its own cleanup (exit 130), SIGKILL through the kernel's parent-death signal. Either would
+    # otherwise run its 60 s.
+    def test_signal_leaves_nothing_running(self):
+        for sig, status in ((signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)):
+            with self.subTest(signal=sig.name):
+                self.interrupt(sig, status)
+
+    def interrupt(self, sig, status):
+        with tempfile.TemporaryDirectory(prefix="compare_test-") as tmp:
+            wrappers, readers, pids = {}, {}, {}
+            for name, real in (("server", SERVER), ("load", LOAD)):
+                fifo = os.path.join(tmp, name + ".pid")
+                os.mkfifo(fifo)
+                readers[name] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+                wrappers[name] = write_script(os.path.join(tmp, name), PID_FIFO_WRAPPER,
+                                              fifo=fifo, real=os.path.abspath(real))
+            compare = subprocess.Popen(
+                [sys.executable, COMPARE, "--server", wrappers["server"],
+                 "--load", wrappers["load"], "--variant", "", "--repeat", "1",
+                 "--duration", "60", "--connections", "2", "--users", "100"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for name in ("server", "load"):  # the server starts first, then its load
+                    readable, _, _ = select.select([readers[name]], [], [], WAIT_S)
+                    self.assertTrue(readable, "compare did not start the %s" % name)
+                    pids[name] = int(os.read(readers[name], 64))
+                compare.send_signal(sig)
+                self.assertEqual(compare.wait(timeout=WAIT_S), status)
+                for name, pid in pids.items():
+                    self.assertTrue(ended(pid), "%s left running" % name)
+            finally:
+                for fd in readers.values():
+                    os.close(fd)
+                for pid in pids.values():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                if compare.poll() is None:
+                    compare.kill()
+                    compare.wait()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
