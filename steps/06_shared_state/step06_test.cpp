@@ -90,10 +90,13 @@ TEST(Step06, EventLineShowsTheNewBalance) {
   }
 }
 
-// Contention made visible: 4 workers updating one user and holding the lock 200 us each time
-// mostly find it taken (margin: at least 100 of 400 updates wait; the 400 events are queued
-// within milliseconds while the updates take at least 80 ms one after another), and still every
-// update counts. One worker alone never waits.
+// Contention made visible: 4 workers updating one user, each holding the lock 200 us per update,
+// find it taken, and still every update counts; one worker alone never waits. How many of the
+// 400 updates wait depends on scheduling, not only on the code: a worker that releases the lock
+// often takes it again before a waiter wakes, and on a busy machine the waiters wake later still
+// (about 50 waits seen on a loaded 2-core machine, 100-300 on an idle one). The bound is set at
+// 10, a fifth of the worst seen, so the test checks that waits are counted, not how fast
+// threads wake.
 TEST(Step06, LockWaitsAreCounted) {
   constexpr std::size_t kEvents = 400;
   for (const char* workers : {"4", "1"}) {
@@ -104,7 +107,7 @@ TEST(Step06, LockWaitsAreCounted) {
     EXPECT_EQ(field(out.balances, "events"), kEvents) << out.balances;
     EXPECT_EQ(field(out.lock, "writes"), kEvents) << out.lock;
     if (std::string(workers) == "4") {
-      EXPECT_GE(field(out.lock, "write_waits").value_or(0), 100u) << out.lock;
+      EXPECT_GE(field(out.lock, "write_waits").value_or(0), 10u) << out.lock;
     } else {
       EXPECT_EQ(field(out.lock, "write_waits"), 0u) << out.lock;
     }
