@@ -62,6 +62,9 @@ TEST(LoadOptions, RefusesContradictionsAndRanges) {
   const Parsed both = parse({"--port", "1", "--rate", "10", "--pipeline", "4"});
   EXPECT_EQ(both.exit_code, kExitUnusable);
   EXPECT_NE(both.errors.find("--pipeline applies to the closed loop only"), std::string::npos);
+  const Parsed negative_seed = parse({"--port", "1", "--seed", "-1"});  // not 2^64 - 1
+  EXPECT_EQ(negative_seed.exit_code, kExitUnusable);
+  EXPECT_NE(negative_seed.errors.find("--seed"), std::string::npos) << negative_seed.errors;
   for (const char* open_loop_only : {"--max-inflight", "--timeout-ms"}) {
     const Parsed closed = parse({"--port", "1", open_loop_only, "8"});
     EXPECT_EQ(closed.exit_code, kExitUnusable) << open_loop_only;

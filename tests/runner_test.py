@@ -115,6 +115,12 @@ class TinyMatrixTest(unittest.TestCase):
         self.assertEqual(self.result.returncode, 0, self.result.stderr)
         self.assertIn(os.path.join(self.out, "results.csv"), self.result.stdout)
 
+    # The printed table says what its ratio column is relative to: the server's defaults.
+    def test_table_names_its_baseline(self):
+        _, defaults = help_defaults(SERVER)
+        self.assertIn("ratio: events/s median over that of queue=%s (the server's defaults)"
+                      % defaults["queue"], self.result.stdout)
+
     # results.csv has exactly the documented columns, one column per registry axis, and one
     # verified row per run with the axis values it ran with.
     def test_results_csv(self):
@@ -570,6 +576,18 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("runner: error: cannot use /proc/anubis-runner-test/out", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
+
+    # An --out that already holds files is refused (exit 2) and left as it was: a second
+    # matrix's runs among the first's would pass for one result set.
+    def test_non_empty_out_dir(self):
+        with tempfile.TemporaryDirectory() as out:
+            earlier = os.path.join(out, "results.csv")
+            with open(earlier, "w") as f:
+                f.write("earlier\n")
+            result = self.runner("--out", out)
+            self.assertEqual(result.returncode, 2, result.stderr)
+            self.assertIn("is not empty", result.stderr)
+            self.assertEqual(os.listdir(out), ["results.csv"])
 
 
 class LoadAxisTest(unittest.TestCase):

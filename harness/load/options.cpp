@@ -129,7 +129,10 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
                  "User (key) name prefix; the default is unique per process, so runs never share "
                  "users")
       ->capture_default_str();
-  app.add_option("--seed", options.seed, "Seed of the event sequences")->capture_default_str();
+  // strtoull, under CLI11's conversion, turns "-1" into 2^64 - 1 without complaint.
+  app.add_option("--seed", options.seed, "Seed of the event sequences")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", options.threads, "Client I/O threads")
       ->capture_default_str()
       ->check(CLI::Range(1U, kMaxConnections));

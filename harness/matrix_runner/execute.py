@@ -94,6 +94,10 @@ def run_matrix(args):
 
     out_dir = args.out or result_dir(os.path.join(ROOT, "results"))
     ctx.runs_dir = os.path.join(out_dir, "runs")
+    # A second matrix's files among the first's would pass for one result set.
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise MatrixError("the result directory %s is not empty: give a new or empty one"
+                          % out_dir)
     try:
         os.makedirs(ctx.runs_dir, exist_ok=True)
     except OSError as e:

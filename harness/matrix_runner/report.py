@@ -100,11 +100,13 @@ def summarise(ctx, rows, capacity):
     # Ratios against the capacity (overload), else against the combination that runs the
     # server's defaults, else against the first combination.
     base = capacity
-    if not base:
+    if not base and out:
         defaults = [s for s in out if s["target"] == "anubis" and all(
             str(s[k]) == str(ctx.matrix.server_defaults.get(k, ""))
             for k in ctx.matrix.server_axis_columns)]
-        base = (defaults or out)[0]["events_per_s_median"] if out else None
+        base_row = (defaults or out)[0]
+        base_row["baseline"] = "defaults" if defaults else "first"  # named under the table
+        base = base_row["events_per_s_median"]
     for s in out:
         median = s["events_per_s_median"]
         s["ratio"] = round(median / base, 3) if base and median != "" else ""
@@ -139,6 +141,9 @@ def print_summary(ctx, summary, stream):
         rows = sorted(summary, key=lambda s: (str([s[c] for c in varying
                                                    if c not in ("rate_multiple", "rate")]),
                                               float(s["rate_multiple"] or 0)))
+    # An overload matrix is read along its rates: a rank by p99 across different offered rates
+    # would compare unlike things, so its table shows none (summary.csv keeps the column).
+    ranked = not ctx.matrix.multiples
     header = ["rank"] + varying + ["events/s median", "min - max",
                                    "x capacity" if ctx.matrix.multiples else "ratio",
                                    "p99 median", "p99 min - max"] + (
@@ -159,7 +164,18 @@ def print_summary(ctx, summary, stream):
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         print("  ".join(cell.rjust(w) if i > len(varying) else cell.ljust(w)
-                        for i, (cell, w) in enumerate(zip(r, widths))), file=stream)
+                        for i, (cell, w) in enumerate(zip(r, widths)) if ranked or i > 0),
+              file=stream)
+    base = [s for s in summary if s.get("baseline")]
+    if base:
+        print("ratio: events/s median over that of %s (%s)" % (
+            describe_row(base[0], varying),
+            "the server's defaults" if base[0]["baseline"] == "defaults"
+            else "the first combination: none runs the server's defaults"), file=stream)
+
+
+def describe_row(s, varying):
+    return ", ".join("%s=%s" % (c, number_text(s[c])) for c in varying if s[c] != "")
 
 
 def describe(combo):
