@@ -25,7 +25,6 @@ comparison goes on (exit 1); a run that measured nothing (a load process that fa
 import argparse
 import math
 import os
-import platform
 import shlex
 import signal
 import statistics
@@ -40,6 +39,7 @@ from matrix_runner import ROOT
 from matrix_runner.errors import MatrixError
 from matrix_runner.execute import ask_check
 from matrix_runner.processes import AnubisServer, child_preexec, signal_child, tail, wait_rusage
+from matrix_runner.report import machine_info
 from matrix_runner.run import (LOAD_GRACE_S, accepted_problems, final_problems, load_problems,
                                read_load_json)
 
@@ -232,15 +232,10 @@ def compare(args):
                     "NOT VERIFIED: " + "; ".join(problems) if problems else "verified"),
                     file=sys.stderr, flush=True)
 
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    machine = machine_info()
     print("machine: %s, %d cores, %s; load %d connections x pipeline %d, %g s, %d users" % (
-        cpu, os.cpu_count(), platform.release(), args.connections, args.pipeline,
-        args.duration, args.users))
+        machine["cpu_model"], machine["cores"], machine["kernel"], args.connections,
+        args.pipeline, args.duration, args.users))
     base = statistics.median(rates[0])
     print("%-42s %12s %22s %8s" % ("variant", "median ev/s", "range", "ratio"))
     for v, runs in zip(args.variant, rates):
