@@ -34,9 +34,16 @@ using Clock = std::chrono::steady_clock;
 
 std::string check_bind_address(const std::string& bind) {
   error_code ec;
-  asio::ip::make_address(bind, ec);
-  return ec ? "invalid --bind address '" + bind + "': an IPv4 or IPv6 address is expected"
-            : std::string();
+  const auto address = asio::ip::make_address(bind, ec);
+  if (ec) return "invalid --bind address '" + bind + "': an IPv4 or IPv6 address is expected";
+  // A well-formed address may still belong to no interface here: a trial bind to a free port
+  // (port 0) finds that out without touching the port the server will use.
+  asio::io_context io;
+  tcp::acceptor trial(io);
+  const tcp::endpoint endpoint(address, 0);
+  trial.open(endpoint.protocol(), ec);
+  if (!ec) trial.bind(endpoint, ec);
+  return ec ? "cannot listen on " + bind + ": " + ec.message() : std::string();
 }
 
 namespace detail {
@@ -480,11 +487,9 @@ ServerCore::ServerCore(const NetConfig& net_config, Pipeline& events, AnyStore& 
       accept_backoff_(control_),
       shutdown_deadline_(control_),
       stats_tick_(control_) {
-  if (std::string why = check_bind_address(config.bind); !why.empty()) {
-    throw std::runtime_error(why);
-  }
   error_code ec;
   const auto address = asio::ip::make_address(config.bind, ec);
+  if (ec) throw std::runtime_error(check_bind_address(config.bind));
   const tcp::endpoint endpoint(address, config.port);
   const std::string where = config.bind + ":" + std::to_string(config.port);
   acceptor_.open(endpoint.protocol(), ec);

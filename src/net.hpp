@@ -27,7 +27,8 @@ struct NetConfig {
   std::chrono::milliseconds shutdown_timeout{5'000};  // for the network part of a shutdown
 };
 
-// Empty if `bind` is an address the server can listen on (IPv4 or IPv6 literal), else why not.
+// Empty if `bind` is an address the server can listen on (an IPv4 or IPv6 literal of an
+// interface of this machine), else why not.
 std::string check_bind_address(const std::string& bind);
 
 namespace detail {

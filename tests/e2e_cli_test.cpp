@@ -72,6 +72,8 @@ TEST(E2eCli, CheckValidatesWithoutListening) {
   expect_one_line_error(run_server("--check --workers 0"), "--workers");
   expect_one_line_error(run_server("--check --queue lockfree --queue-capacity 100000"), "65534");
   expect_one_line_error(run_server("--check --bind 999.1.1.1"), "999.1.1.1");
+  // Well formed, but a documentation address (RFC 5737) that no interface here has.
+  expect_one_line_error(run_server("--check --bind 192.0.2.1"), "cannot listen on 192.0.2.1");
 }
 
 // Unknown flags, unknown strategies and out-of-range values are refused the same way.

@@ -62,9 +62,20 @@ TEST(LoadOptions, RefusesContradictionsAndRanges) {
   const Parsed both = parse({"--port", "1", "--rate", "10", "--pipeline", "4"});
   EXPECT_EQ(both.exit_code, kExitUnusable);
   EXPECT_NE(both.errors.find("--pipeline applies to the closed loop only"), std::string::npos);
-  const Parsed negative_seed = parse({"--port", "1", "--seed", "-1"});  // not 2^64 - 1
-  EXPECT_EQ(negative_seed.exit_code, kExitUnusable);
-  EXPECT_NE(negative_seed.errors.find("--seed"), std::string::npos) << negative_seed.errors;
+  // A seed is used as given or refused: never wrapped (-1) or clamped (2^64) to another one.
+  for (const char* bad_seed : {"-1", "18446744073709551616", "1.5", "12abc", ""}) {
+    const Parsed seed = parse({"--port", "1", "--seed", bad_seed});
+    EXPECT_EQ(seed.exit_code, kExitUnusable) << bad_seed;
+    EXPECT_NE(seed.errors.find("--seed"), std::string::npos) << seed.errors;
+  }
+  const Parsed largest = parse({"--port", "1", "--seed", "18446744073709551615"});
+  ASSERT_FALSE(largest.exit_code) << largest.errors;
+  EXPECT_EQ(largest.options.seed, 18446744073709551615U);
+  const Parsed uniform_zipf_s = parse({"--port", "1", "--zipf-s", "1.2"});
+  EXPECT_EQ(uniform_zipf_s.exit_code, kExitUnusable);
+  EXPECT_NE(uniform_zipf_s.errors.find("--zipf-s applies to --distribution zipf only"),
+            std::string::npos)
+      << uniform_zipf_s.errors;
   for (const char* open_loop_only : {"--max-inflight", "--timeout-ms"}) {
     const Parsed closed = parse({"--port", "1", open_loop_only, "8"});
     EXPECT_EQ(closed.exit_code, kExitUnusable) << open_loop_only;
@@ -98,13 +109,16 @@ TEST(LoadOptions, CheckValidatesWithoutRunning) {
 }
 
 // --check also refuses what the run would only discover later: a --json-out it cannot write
-// (found without creating the file) and a CPU it cannot pin to.
+// (found without creating the file), a CPU it cannot pin to and a host it cannot resolve.
 TEST(LoadOptions, CheckRefusesUnwritableOutputAndForeignCpus) {
   const Parsed no_directory =
       parse({"--check", "--port", "1", "--json-out", "/nonexistent-dir/out.json"});
   EXPECT_EQ(no_directory.exit_code, kExitUnusable);
   EXPECT_NE(no_directory.errors.find("/nonexistent-dir/out.json"), std::string::npos)
       << no_directory.errors;
+  const Parsed empty = parse({"--check", "--port", "1", "--json-out", ""});
+  EXPECT_EQ(empty.exit_code, kExitUnusable);
+  EXPECT_NE(empty.errors.find("--json-out needs a file name"), std::string::npos) << empty.errors;
   const Parsed directory = parse({"--check", "--port", "1", "--json-out", "/tmp"});
   EXPECT_EQ(directory.exit_code, kExitUnusable);
   EXPECT_NE(directory.errors.find("directory"), std::string::npos) << directory.errors;
@@ -122,6 +136,14 @@ TEST(LoadOptions, CheckRefusesUnwritableOutputAndForeignCpus) {
   const Parsed current =
       parse({"--check", "--port", "1", "--cpus", std::to_string(::sched_getcpu())});
   EXPECT_EQ(current.exit_code, kExitOk) << current.errors;  // the CPU running us is allowed
+
+  // A name that can never resolve (RFC 6761 reserves .invalid) and an address that is no address.
+  for (const char* host : {"anubis-load-test.invalid", "999.1.1.1"}) {
+    const Parsed unresolvable = parse({"--check", "--port", "1", "--host", host});
+    EXPECT_EQ(unresolvable.exit_code, kExitUnusable) << host;
+    EXPECT_NE(unresolvable.errors.find(std::string("cannot resolve ") + host), std::string::npos)
+        << unresolvable.errors;
+  }
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 #include "load/options.hpp"
 
+#include <netdb.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -51,6 +53,18 @@ std::string check_cpus(const std::vector<int>& cpus) {
              std::to_string(CPU_COUNT(&allowed)) + " allowed; see `taskset -cp $$`)";
     }
   }
+  return {};
+}
+
+// Empty if `host` resolves to a TCP address, else the resolver's reason.
+std::string check_host(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int error = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (error != 0) return ::gai_strerror(error);
+  ::freeaddrinfo(found);
   return {};
 }
 
@@ -119,9 +133,10 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   app.add_option("--distribution", distribution, "How users are picked")
       ->check(CLI::IsMember({"uniform", "zipf"}))
       ->capture_default_str();
-  app.add_option("--zipf-s", options.mix.zipf_s, "Zipf exponent: P(user i) ∝ 1/(i+1)^s")
-      ->capture_default_str()
-      ->check(CLI::Range(1e-6, 100.0));
+  auto* zipf_s_option =
+      app.add_option("--zipf-s", options.mix.zipf_s, "Zipf exponent: P(user i) ∝ 1/(i+1)^s")
+          ->capture_default_str()
+          ->check(CLI::Range(1e-6, 100.0));
   app.add_option("--sell-ratio", options.mix.sell_ratio, "Share of events that are sells")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
@@ -129,10 +144,11 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
                  "User (key) name prefix; the default is unique per process, so runs never share "
                  "users")
       ->capture_default_str();
-  // strtoull, under CLI11's conversion, turns "-1" into 2^64 - 1 without complaint.
-  app.add_option("--seed", options.seed, "Seed of the event sequences")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  // Taken as text and parsed below: CLI11's conversion wraps "-1" to 2^64 - 1 and clamps values
+  // past 2^64 - 1 to it, so a run would silently use another seed than the one recorded.
+  std::string seed = std::to_string(options.seed);
+  app.add_option("--seed", seed, "Seed of the event sequences (0 to 2^64 - 1)")
+      ->capture_default_str();
   app.add_option("--threads", options.threads, "Client I/O threads")
       ->capture_default_str()
       ->check(CLI::Range(1U, kMaxConnections));
@@ -156,6 +172,15 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   options.target = target == "redis" ? Target::redis : Target::anubis;
   options.mix.distribution = distribution == "zipf" ? Distribution::zipf : Distribution::uniform;
   if (events_option->count() > 0) options.events = events;
+  const auto [seed_end, seed_error] =
+      std::from_chars(seed.data(), seed.data() + seed.size(), options.seed);
+  if (seed_error != std::errc() || seed_end != seed.data() + seed.size()) {
+    return refuse("--seed must be a whole number from 0 to 18446744073709551615, not '" + seed +
+                  "'");
+  }
+  if (zipf_s_option->count() > 0 && options.mix.distribution != Distribution::zipf) {
+    return refuse("--zipf-s applies to --distribution zipf only");
+  }
   // CLI::Range lets NaN through (every comparison with it is false); infinities it refuses.
   const std::pair<const char*, double> reals[] = {{"--rate", rate},
                                                   {"--duration", options.duration_s},
@@ -177,6 +202,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   }
   if (std::string why = check_cpus(options.cpus); !why.empty()) return refuse("--cpus: " + why);
   if (json_out_option->count() > 0) {
+    if (options.json_out.empty()) return refuse("--json-out needs a file name");
     if (std::string why = check_writable(options.json_out); !why.empty()) {
       return refuse("--json-out " + options.json_out + ": " + why);
     }
@@ -187,13 +213,22 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   const bool printable =
       std::all_of(options.user_prefix.begin(), options.user_prefix.end(),
                   [](char c) { return c > ' ' && c < 0x7f && c != '"' && c != '\\'; });
-  if (!printable) return refuse("--user-prefix must be printable ASCII without '\"', '\\'");
+  if (!printable) {
+    return refuse("--user-prefix must be printable ASCII without spaces, '\"' or '\\'");
+  }
   if (options.user_prefix.size() + std::to_string(options.mix.users - 1).size() > kMaxUserBytes) {
     return refuse("--user-prefix too long: user names are at most " +
                   std::to_string(kMaxUserBytes) + " bytes");
   }
-  // Every check above has run: a configuration that passes them is one a run would accept.
-  if (check_only) return kExitOk;
+  if (check_only) {
+    // The run resolves the host with its own resolver; the same lookup here means that a host
+    // the run could not reach by name is refused now.
+    if (std::string why = check_host(options.host); !why.empty()) {
+      return refuse("cannot resolve " + options.host + ": " + why);
+    }
+    // Every check a run makes before connecting has passed: the run would accept this.
+    return kExitOk;
+  }
   return std::nullopt;
 }
 
