@@ -23,7 +23,6 @@ comparison goes on (exit 1); a run that measured nothing (a load process that fa
 """
 
 import argparse
-import math
 import os
 import shlex
 import signal
@@ -36,7 +35,7 @@ import time
 # harness/ is this script's directory, so the matrix runner's modules import as they do for
 # runner.py: compare shares its process handling and its verdicts on a run.
 from matrix_runner import ROOT
-from matrix_runner.errors import MatrixError
+from matrix_runner.cli_types import positive_int, positive_seconds, run_tool
 from matrix_runner.execute import ask_check
 from matrix_runner.processes import AnubisServer, child_preexec, signal_child, tail, wait_rusage
 from matrix_runner.report import machine_info
@@ -82,26 +81,6 @@ class Variant:
         (connections % clients) processes take one more."""
         share, extra = divmod(connections, self.clients)
         return [share + 1] * extra + [share] * (self.clients - extra)
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be an integer >= 1, not %d" % value)
-    return value
-
-
-def positive_seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError("must be a number of seconds > 0, not %r" % text)
-    return value
 
 
 def parse_args(argv):
@@ -162,8 +141,9 @@ def run_once(args, variant, run_dir):
             raise CompareError("variant %r: %s" % (variant.text, e))
         for seed, connections in enumerate(variant.split(args.connections), 1):
             stem = os.path.join(run_dir, "load%d" % seed)
-            cmd = [args.load, *load_args(args, server.port, connections, seed),
-                   "--json-out", stem + ".json"]
+            # The address the server reports, so that a variant's --bind is where the load goes.
+            cmd = [args.load, "--host", server.host,
+                   *load_args(args, server.port, connections, seed), "--json-out", stem + ".json"]
             with open(stem + ".log", "w") as log:
                 loads.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                preexec_fn=child_preexec([])), seed, stem))
@@ -250,28 +230,8 @@ def compare(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    # SIGTERM ends the comparison as Ctrl-C does: by an exception, so that the current run's
-    # cleanup stops its server and load processes before the script exits.
-    signal.signal(signal.SIGTERM, stop_on_signal)
-    try:
-        return compare(args)
-    except (CompareError, MatrixError) as e:
-        print("compare: error: %s" % e, file=sys.stderr)
-        return 2
-    except (OSError, subprocess.SubprocessError) as e:  # e.g. a binary the kernel will not run
-        print("compare: error: %s" % e, file=sys.stderr)
-        return 2
-    except NoMeasurement as e:
-        print("compare: error: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("compare: interrupted", file=sys.stderr)
-        return 130
-
-
-def stop_on_signal(signum, frame):
-    raise KeyboardInterrupt
+    return run_tool("compare", compare, parse_args(argv), cannot_run=(CompareError,),
+                    run_failed=(NoMeasurement,))
 
 
 if __name__ == "__main__":

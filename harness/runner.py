@@ -27,7 +27,8 @@ target=redis, its own redis-server on a free port), drives it with anubis-load -
 checks its `final` line and exit status, and records its peak RSS and CPU time. Results go to
 results/<timestamp>/ (results.csv, summary.csv, meta.json, one load JSON per run); the exit status
 is 1 when any run was not verified, and 2, before any run starts, when the matrix file or a binary
-is not one the runner can use. Columns, keys and the matrix rules: docs/RESULTS.md.
+is not one the runner can use (for an overload matrix, also after its capacity runs, when a rate
+they lead to is one the load client refuses). Columns, keys and the matrix rules: docs/RESULTS.md.
 
     harness/runner.py harness/matrices/quick.toml
     harness/runner.py harness/matrices/axes.toml --repeat 5 --server-cpus 1 --client-cpus 0
@@ -49,7 +50,8 @@ from matrix_runner.execute import run_matrix
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("matrix", help="a matrix file, or the name of one in harness/matrices/")
+    parser.add_argument("matrix", help="a matrix file, or the name of one in harness/matrices/ "
+                                       "(with or without .toml)")
     parser.add_argument("--repeat", type=int, help="runs per combination (overrides the matrix)")
     parser.add_argument("--duration", type=float, help="seconds per run (overrides the matrix)")
     parser.add_argument("--server-cpus", help='pin anubis-server / redis-server, e.g. "1"')

@@ -12,6 +12,8 @@ import sys
 import tempfile
 import unittest
 
+from harness_testing import WAIT_S, ended, write_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.environ.get("ANUBIS_SERVER", os.path.join(ROOT, "build/release/src/anubis-server"))
 LOAD = os.environ.get("ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load"))
@@ -47,15 +49,8 @@ exit 1
 # Enough for a run to start and verify; its length is not what these tests measure.
 SHORT_RUN = ("--repeat", "1", "--duration", "0.2", "--pipeline", "4", "--users", "100")
 
-# Bounds every wait on a child, so that a regression fails the test instead of hanging it.
-WAIT_S = 30
 
 
-def write_script(path, template, **values):
-    with open(path, "w") as f:
-        f.write(template % values)
-    os.chmod(path, 0o755)
-    return path
 
 
 def run_compare(server, load, *args):
@@ -150,6 +145,17 @@ class ConnectionsTest(RecordingTest):
                          ["(defaults)", "clients=3", "(defaults)"])
 
 
+class AddressTest(RecordingTest):
+    # A variant that binds the server elsewhere than 127.0.0.1 (all of 127/8 is loopback on
+    # Linux) is measured there: the load goes to the address the server reports.
+    def test_bind_is_where_the_load_goes(self):
+        result = run_compare(self.server, self.load, "--variant", "--bind 127.0.0.2",
+                             *SHORT_RUN)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([option(words, "--host") for words in read_record(self.load_record)],
+                         ["127.0.0.2"])
+
+
 class FailureTest(unittest.TestCase):
     # A load process that fails ends the comparison with the reason and exit 1, not a traceback,
     # and the run's server has been stopped by then.
@@ -176,17 +182,6 @@ class FailureTest(unittest.TestCase):
             self.assertTrue(ended(pid), "the server was left running")
 
 
-def ended(pid):
-    """Whether pid ends within WAIT_S (at once if it is already gone)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], WAIT_S)
-        return bool(readable)
-    finally:
-        os.close(fd)
 
 
 class InterruptTest(unittest.TestCase):
@@ -211,7 +206,9 @@ class InterruptTest(unittest.TestCase):
                 [sys.executable, COMPARE, "--server", wrappers["server"],
                  "--load", wrappers["load"], "--variant", "", "--repeat", "1",
                  "--duration", "60", "--connections", "2", "--users", "100"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                # compare's own temporary directory goes in ours: SIGKILL leaves it behind.
+                env=dict(os.environ, TMPDIR=tmp))
             try:
                 for name in ("server", "load"):  # the server starts first, then its load
                     readable, _, _ = select.select([readers[name]], [], [], WAIT_S)

@@ -11,6 +11,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import tempfile
 import textwrap
 import tomllib
 import unittest
+from unittest import mock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "harness"))
@@ -27,6 +29,8 @@ from matrix_runner.columns import (FIXED_SERVER_COLUMNS, HEAD_COLUMNS, LOAD_COLU
                                    META_KEYS, RESULT_COLUMNS, SUMMARY_RESULT_COLUMNS)
 from matrix_runner.errors import MatrixError  # noqa: E402
 from matrix_runner.matrix import LOAD_DEFAULTS, Matrix  # noqa: E402
+from matrix_runner.processes import AnubisServer  # noqa: E402
+from matrix_runner.report import build_info, git_info  # noqa: E402
 from matrix_runner.run import (LOAD_JSON_SCHEMA, accepted_problems, final_problems,  # noqa: E402
                                load_problems)
 
@@ -279,6 +283,43 @@ class LoadDefaultsTest(unittest.TestCase):
                 self.assertEqual(float(defaults[key]), value, key)
 
 
+class EnvironmentRecordTest(unittest.TestCase):
+    # Without git on PATH, meta.json's git state is unknown (null), not an exception that would
+    # lose a finished matrix.
+    def test_git_missing(self):
+        with mock.patch.dict(os.environ, {"PATH": "/nonexistent"}):
+            self.assertEqual(git_info(), {"commit": None, "dirty": None})
+
+    # A build tree whose compiler is gone records its version as unknown.
+    def test_compiler_missing(self):
+        with tempfile.TemporaryDirectory() as build:
+            with open(os.path.join(build, "CMakeCache.txt"), "w") as f:
+                f.write("CMAKE_BUILD_TYPE:STRING=Release\n"
+                        "CMAKE_CXX_COMPILER:FILEPATH=/nonexistent/c++\n")
+            info = build_info(os.path.join(build, "src", "anubis-server"))
+            self.assertEqual(info["compiler"], "/nonexistent/c++")
+            self.assertIsNone(info["compiler_version"])
+
+
+class ServerAddressTest(unittest.TestCase):
+    # AnubisServer takes its address from the `listening on` line, an IPv6 one without its
+    # brackets, so that the load client connects where --bind put the server.
+    def test_ipv6_address(self):
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        with tempfile.TemporaryDirectory() as tmp:
+            server = AnubisServer(SERVER, ["--bind", "::1"], [], os.path.join(tmp, "server.log"))
+            try:
+                self.assertEqual(server.host, "::1")
+                with socket.create_connection((server.host, server.port), timeout=5):
+                    pass
+            finally:
+                server.kill()
+
+
 class FakeRegistryTest(unittest.TestCase):
     """Parses matrix text against a made-up server: two strategy axes and a workers flag."""
     STRATEGIES = {"queue": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
@@ -315,6 +356,15 @@ class ExpansionTest(FakeRegistryTest):
         redis = [c for c in m.combinations if c["target"] == "redis"]
         self.assertEqual(len(m.combinations), 4)
         self.assertEqual(redis, [{"target": "redis", "queue": None}])
+
+    # one_at_a_time starts from the defaults, target anubis included, so server axes beside
+    # target = ["redis"] alone still apply to ANUBIS runs and are not refused.
+    def test_one_at_a_time_redis_keeps_anubis_runs(self):
+        m = self.matrix('mode = "one_at_a_time"\n[axes]\nworkers = [2, 1]\n'
+                        'target = ["redis"]\n')
+        self.assertEqual(m.combinations, [{"workers": "1", "target": "anubis"},
+                                          {"workers": "2", "target": "anubis"},
+                                          {"workers": None, "target": "redis"}])
 
     # Unknown strategy names and unknown axes are refused before anything runs.
     def test_refuses_unknown(self):
@@ -466,7 +516,7 @@ BAD_MATRICES = (
     ("[axes]\nio_threads = [1, 2]\n[server]\nio-threads = 1\n",
      "([axes] io_threads) and fixed ([server] io-threads)"),
     ('[axes]\ntarget = ["redis"]\n[server]\nwork-us = 1\n',
-     "[server] work-us would apply to no run: target is redis only"),
+     "[server] work-us would apply to no run: every combination targets redis"),
     ('[axes]\ntarget = ["redis"]\nqueue = "all"\n', "axis queue would apply to no run"),
     ("[server]\ncheck = 1\n", "[server] check is not an anubis-server flag a matrix may set"),
     ("[axes]\nport = [1]\n", "axis port is neither"),
@@ -501,10 +551,54 @@ class BadMatrixTest(unittest.TestCase):
 
 
 class CommandLineTest(unittest.TestCase):
-    def runner(self, *args):
-        return subprocess.run([sys.executable, RUNNER, "quick", "--server", SERVER,
+    def runner(self, *args, matrix="quick", env=None):
+        return subprocess.run([sys.executable, RUNNER, matrix, "--server", SERVER,
                                "--load", LOAD, *args], capture_output=True, text=True,
-                              timeout=60)
+                              env=dict(os.environ, **(env or {})), timeout=60)
+
+    def assertRefused(self, result, message):
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("runner: error: " + message, result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    # A matrix path that cannot be read as text (a directory, bytes that are not UTF-8) is a
+    # matrix error naming it (exit 2), not a traceback.
+    def test_unreadable_matrix_exit_2(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            self.assertRefused(self.runner(matrix=tmp),
+                               "cannot read the matrix %s: Is a directory" % tmp)
+            latin1 = os.path.join(tmp, "latin1.toml")
+            with open(latin1, "wb") as f:
+                f.write('description = "caf\u00e9"\n'.encode("latin-1"))
+            self.assertRefused(self.runner(matrix=latin1),
+                               "the matrix %s is not UTF-8 text" % latin1)
+
+    # A bundled matrix may be named with its .toml suffix (--repeat 0 then stops it before
+    # any run, which shows the matrix was found); an unknown name lists the bundled ones.
+    def test_bundled_matrix_names(self):
+        self.assertRefused(self.runner("--repeat", "0", matrix="quick.toml"),
+                           "--repeat must be")
+        result = self.runner(matrix="no-such-matrix")
+        self.assertRefused(result, "no matrix no-such-matrix")
+        self.assertIn("quick", result.stderr.split("no matrix no-such-matrix", 1)[1])
+
+    # An empty --out is refused rather than taken as the default results/ directory. (--repeat
+    # 0 stops a runner that would ignore the empty --out before any run, with another message.)
+    def test_empty_out_exit_2(self):
+        self.assertRefused(self.runner("--out", "", "--repeat", "0"), "--out is empty")
+
+    # A matrix with Redis runs needs redis-server: without it on PATH the matrix stops before
+    # its first run (no result directory), not at the first Redis run after ANUBIS runs.
+    def test_redis_server_missing_exit_2_before_any_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            matrix = os.path.join(tmp, "redis.toml")
+            with open(matrix, "w") as f:
+                f.write(TINY_MATRIX.replace('queue = ["mutex", "lockfree"]',
+                                            'target = ["anubis", "redis"]'))
+            out = os.path.join(tmp, "out")
+            result = self.runner("--out", out, matrix=matrix, env={"PATH": "/nonexistent"})
+            self.assertRefused(result, "redis-server is not installed")
+            self.assertFalse(os.path.exists(out))
 
     # --repeat 0 and --duration <= 0 exit 2 before anything runs (no result directory).
     def test_bad_overrides_exit_2(self):
@@ -588,6 +682,42 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(result.returncode, 2, result.stderr)
             self.assertIn("is not empty", result.stderr)
             self.assertEqual(os.listdir(out), ["results.csv"])
+
+
+# One short closed-loop run of the default server.
+ONE_RUN_MATRIX = """
+repeat = 1
+[load]
+connections = 2
+pipeline = 4
+duration = 0.3
+users = 100
+"""
+
+
+class OneRunTest(unittest.TestCase):
+    def run_one(self, matrix, env=None):
+        """Runs the matrix; returns its one row of results.csv and its meta.json."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "out")
+            result = run_runner(matrix, out, env=env)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            _, rows = read_csv(os.path.join(out, "results.csv"))
+            with open(os.path.join(out, "meta.json")) as f:
+                meta = json.load(f)
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows[0]["verified"], "true", rows[0]["failure"])
+        return rows[0], meta
+
+    # A server bound to another loopback address (all of 127/8 is loopback on Linux) is
+    # measured there: the load client connects to the address the server reports.
+    def test_bind_elsewhere(self):
+        self.run_one(ONE_RUN_MATRIX + '[server]\nbind = "127.0.0.2"\n')
+
+    # A matrix run without git on PATH still writes its results, its git state null.
+    def test_without_git(self):
+        _, meta = self.run_one(ONE_RUN_MATRIX, env={"PATH": "/nonexistent"})
+        self.assertEqual(meta["git"], {"commit": None, "dirty": None})
 
 
 class LoadAxisTest(unittest.TestCase):
@@ -779,6 +909,84 @@ class OverloadMatrixTest(unittest.TestCase):
         with open(os.path.join(ROOT, "harness", "matrices", "overload.toml"), "rb") as f:
             spec = tomllib.load(f)
         self.assertGreater(float(spec["server"]["work-us"]), 0)
+
+
+# A server of at most 1,000 events/s (1 ms of busy work per event, one worker), offered rates
+# far below and far above it: 1e-4 x capacity is well under one event/s, and 2000 x capacity
+# (at most 2 million events/s) is a rate the load client accepts although 2000 times the
+# capacity of a fast server would not be.
+OVERLOAD_RATES_MATRIX = """
+repeat = 2
+[server]
+work-us = 1000
+queue-capacity = 16
+[load]
+connections = 2
+pipeline = 4
+duration = 0.3
+users = 100
+[overload]
+multiples = [%s]
+capacity_duration = 0.3
+"""
+
+
+class OverloadRatesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="runner_test-")
+        cls.out = os.path.join(cls.tmp, "rates")
+        cls.result = run_runner(OVERLOAD_RATES_MATRIX % "1e-4, 2000", cls.out)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def capacity(self):
+        """meta.json's capacity record, once the matrix has run."""
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+        with open(os.path.join(self.out, "meta.json")) as f:
+            return json.load(f)["capacity"]
+
+    # Each rate is its multiple of the measured capacity, kept to six significant digits rather
+    # than rounded to whole events/s: the small one is not 0, and both runs are verified.
+    def test_rates_follow_the_capacity(self):
+        capacity = self.capacity()["events_per_s"]
+        _, rows = read_csv(os.path.join(self.out, "results.csv"))
+        self.assertEqual(len(rows), 4)
+        for row in rows:
+            self.assertEqual(row["verified"], "true", row["failure"])
+            expected = float(row["rate_multiple"]) * capacity
+            self.assertGreater(float(row["rate"]), 0)
+            self.assertAlmostEqual(float(row["rate"]) / expected, 1, places=5)
+
+    # The capacity is the median of `repeat` capacity runs, each kept in runs/, and meta.json
+    # records every run and their spread.
+    def test_capacity_is_a_median(self):
+        capacity = self.capacity()
+        runs = capacity["runs_events_per_s"]
+        self.assertEqual(len(runs), 2)
+        self.assertAlmostEqual(capacity["events_per_s"], sum(runs) / 2)
+        self.assertEqual((capacity["events_per_s_min"], capacity["events_per_s_max"]),
+                         (min(runs), max(runs)))
+        for number in (1, 2):
+            for suffix in ("load.json", "load.log", "server.log"):
+                self.assertTrue(os.path.exists(os.path.join(
+                    self.out, "runs", "capacity-%d-%s" % (number, suffix))))
+
+    # A rate the load client refuses at the measured capacity (1e-12 x capacity is below its
+    # smallest --rate) stops the matrix after the capacity runs and before the first open-loop
+    # run, in the client's own words.
+    def test_rate_refused_at_the_capacity_exit_2(self):
+        out = os.path.join(self.tmp, "refused")
+        result = run_runner((OVERLOAD_RATES_MATRIX % "1e-12").replace("repeat = 2", "repeat = 1"),
+                            out)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertRegex(result.stderr, r"runner: error: at the measured capacity of \d+ "
+                                        r"events/s, the load client refuses .*--rate")
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertTrue(os.path.exists(os.path.join(out, "runs", "capacity-1-load.json")))
+        self.assertFalse(os.path.exists(os.path.join(out, "runs", "001-load.log")))
 
 
 @unittest.skipUnless(shutil.which("redis-server"), "redis-server is not installed")

@@ -3,6 +3,8 @@ measure the capacity of an overload matrix, run every combination repetition by 
 progress on stderr, then write and print the results. Exit status 1 when a run was not verified."""
 
 import os
+import shutil
+import statistics
 import sys
 import time
 
@@ -11,16 +13,53 @@ from .binaries import ask, help_defaults, server_strategies
 from .columns import HEAD_COLUMNS, LOAD_COLUMNS, RESULT_COLUMNS
 from .errors import MatrixError
 from .matrix import Matrix
+from .processes import REDIS_SERVER
 from .report import (clock, describe, fmt_us, meta, print_report, result_dir, summarise,
                      summary_columns, write_csv, write_json)
-from .run import (capacity_parameters, load_command, load_parameters, measure_capacity, run_once,
+from .run import (capacity_parameters, capacity_run, load_command, load_parameters, run_once,
                   server_flags_for)
+
+# Bundled matrices, which the command line may name without a path.
+BUNDLED = os.path.join(ROOT, "harness", "matrices")
+
+# Where the checks before the first run send a load command: anubis-load --check connects to
+# nothing, and each run's own server gives the real address.
+STAND_IN_HOST, STAND_IN_PORT = "127.0.0.1", 1
+# An overload run's rate before the capacity is known: one every load client accepts, so that
+# the first check judges all of the command but its rate, and the check after the capacity
+# runs judges the rate.
+STAND_IN_RATE = 1000.0
+
+
+def find_matrix(name):
+    """The path of a matrix file, or of a bundled matrix named with or without .toml."""
+    if os.path.exists(name):
+        return name
+    if os.sep not in name:
+        path = os.path.join(BUNDLED, name if name.endswith(".toml") else name + ".toml")
+        if os.path.exists(path):
+            return path
+    bundled = sorted(f.removesuffix(".toml") for f in os.listdir(BUNDLED) if f.endswith(".toml"))
+    raise MatrixError("no matrix %s: neither a file nor a bundled matrix (%s)" % (
+        name, ", ".join(bundled)))
+
+
+def read_matrix(path):
+    """The text of a matrix file, which TOML requires to be UTF-8."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise MatrixError("cannot read the matrix %s: %s" % (path, e.strerror))
+    except UnicodeDecodeError as e:
+        raise MatrixError("the matrix %s is not UTF-8 text (byte %d): a matrix is a TOML file"
+                          % (path, e.start))
 
 
 def ask_check(binary, who, arg_lists):
-    """Runs `binary --check ARGS` once for each distinct argument list, before any run starts,
-    so that a value the binary refuses fails the matrix at once, in the binary's own words,
-    instead of failing its runs one by one."""
+    """Runs `binary --check ARGS` once for each distinct argument list, before the runs that
+    would use them, so that a value the binary refuses fails the matrix at once, in the
+    binary's own words, instead of failing its runs one by one."""
     for args in dict.fromkeys(tuple(args) for args in arg_lists):
         result = ask(binary, "--check", *args)
         if result.returncode != 0:
@@ -48,22 +87,50 @@ def check_load_flags(load, commands):
     ask_check(load, "load client", arg_lists)
 
 
+def check_combinations_load(ctx, capacity=None):
+    """check_load_flags for the load command of every combination: overload rates at the
+    measured capacity, or, before it is known (None), at STAND_IN_RATE."""
+    commands = []
+    for combo in ctx.matrix.combinations:
+        if capacity is None and "rate_multiple" in combo:
+            params, passed = load_parameters(ctx.matrix, dict(combo, rate_multiple=1.0),
+                                             STAND_IN_RATE)
+        else:
+            params, passed = load_parameters(ctx.matrix, combo, capacity)
+        commands.append(load_command(ctx.load, ctx.load_flags, STAND_IN_HOST, STAND_IN_PORT,
+                                     combo.get("target") or "anubis", params, passed,
+                                     ctx.matrix.client_cpus, os.devnull))
+    check_load_flags(ctx.load, commands)
+
+
+def measure_capacity(ctx):
+    """The events/s of `repeat` capacity runs, one after another: their median is the capacity,
+    so that one run disturbed by the rest of a busy machine does not move every rate."""
+    matrix = ctx.matrix
+    print("measuring capacity: %d x %g s closed loop against the default server" % (
+        matrix.repeat, matrix.capacity_duration), file=sys.stderr)
+    runs = []
+    for number in range(1, matrix.repeat + 1):
+        runs.append(capacity_run(ctx, number))
+        print("[capacity %d/%d] %.0f events/s" % (number, matrix.repeat, runs[-1]),
+              file=sys.stderr, flush=True)
+    return runs
+
+
 class Context:
     """What every run of one matrix shares: binaries, their flags, the matrix, the columns, the
     runs directory, and the Redis version once a Redis run has seen it."""
 
 
 def run_matrix(args):
-    path = args.matrix
-    if not os.path.exists(path) and os.sep not in path:
-        path = os.path.join(ROOT, "harness", "matrices", path + ".toml")
-    if not os.path.exists(path):
-        raise MatrixError("no matrix %s" % args.matrix)
+    path = find_matrix(args.matrix)
     for binary in (args.server, args.load):
         if not os.access(binary, os.X_OK):
             raise MatrixError("%s is not built (./lab build release)" % binary)
-    with open(path) as f:
-        text = f.read()
+    if args.out == "":
+        raise MatrixError("--out is empty: give a directory, or leave --out out for the "
+                          "default results/<timestamp>")
+    text = read_matrix(path)
 
     ctx = Context()
     ctx.server, ctx.load = os.path.abspath(args.server), os.path.abspath(args.load)
@@ -80,17 +147,20 @@ def run_matrix(args):
 
     # Every run's load command, built once before anything starts: a load client that lacks a
     # flag the matrix needs, or refuses a value, fails here, not after half of the matrix.
-    # Overload runs, whose rates are not known yet, are checked at a stand-in capacity.
+    # Overload runs, whose rates are not known yet, are checked for everything but their rate
+    # here, and with their real rates after the capacity runs.
     if "check" not in ctx.load_flags:
         raise MatrixError("%s lacks --check: rebuild it (./lab build release)" % ctx.load)
-    plans = [(combo.get("target") or "anubis",) + load_parameters(matrix, combo, 1e6)
-             for combo in matrix.combinations]
+    check_combinations_load(ctx)
     if matrix.multiples:
-        plans.append(("anubis",) + capacity_parameters(matrix))
-    commands = [load_command(ctx.load, ctx.load_flags, 1, target, params, passed,
-                             matrix.client_cpus, os.devnull) for target, params, passed in plans]
-    check_load_flags(ctx.load, commands)
+        check_load_flags(ctx.load, [load_command(
+            ctx.load, ctx.load_flags, STAND_IN_HOST, STAND_IN_PORT, "anubis",
+            *capacity_parameters(matrix), matrix.client_cpus, os.devnull)])
     check_server_flags(ctx.server, matrix)
+    if (any((combo.get("target") or "anubis") == "redis" for combo in matrix.combinations)
+            and not shutil.which(REDIS_SERVER)):
+        raise MatrixError("%s is not installed (./lab setup installs it): the matrix has "
+                          "target redis runs" % REDIS_SERVER)
 
     out_dir = args.out or result_dir(os.path.join(ROOT, "results"))
     ctx.runs_dir = os.path.join(out_dir, "runs")
@@ -106,12 +176,18 @@ def run_matrix(args):
         raise MatrixError("cannot write to the result directory %s" % out_dir)
 
     started = time.monotonic()
+    capacity_runs = []
     capacity = None
     if matrix.multiples:
-        print("measuring capacity: %g s closed loop against the default server" %
-              matrix.capacity_duration, file=sys.stderr)
-        capacity = measure_capacity(ctx)
-        print("capacity %.0f events/s" % capacity, file=sys.stderr)
+        capacity_runs = measure_capacity(ctx)
+        capacity = statistics.median(capacity_runs)
+        print("capacity %.0f events/s (median of %d, %.0f - %.0f)" % (
+            capacity, len(capacity_runs), min(capacity_runs), max(capacity_runs)),
+            file=sys.stderr)
+        try:
+            check_combinations_load(ctx, capacity)
+        except MatrixError as e:
+            raise MatrixError("at the measured capacity of %.0f events/s, %s" % (capacity, e))
 
     plan = [(rep, number, combo) for rep in range(1, matrix.repeat + 1)
             for number, combo in enumerate(matrix.combinations, 1)]
@@ -139,7 +215,7 @@ def run_matrix(args):
     summary = summarise(ctx, rows, capacity)
     write_csv(os.path.join(out_dir, "summary.csv"), summary_columns(ctx), summary)
 
-    meta_data = meta(ctx, path, text, strategies, rows, capacity, started)
+    meta_data = meta(ctx, path, text, strategies, rows, capacity_runs, started)
     write_json(os.path.join(out_dir, "meta.json"), meta_data)
 
     print_report(ctx, path, meta_data, summary, csv_path)

@@ -250,20 +250,6 @@ class Matrix:
                                   "may set, a load parameter nor target" % written)
             self.axes[key] = (kind, [number_text(v) for v in values])
 
-        # ANUBIS strategies and flags would apply to no run of a matrix whose target is Redis
-        # only. An overload matrix's [server] flags are the exception: they shape its capacity
-        # run, which is always ANUBIS's.
-        targets = self.axes["target"][1] if "target" in self.axes else ["anubis"]
-        if "anubis" not in targets:
-            unused = ["axis %s" % axes_spec[k][0] for k, (kind, _) in self.axes.items()
-                      if kind in ("registry", "server")]
-            if "overload" not in spec:
-                unused += ["[server] %s" % written for written, _ in server_spec.values()]
-            if unused:
-                raise MatrixError("%s would apply to no run: target is redis only, and ANUBIS "
-                                  "strategies and flags apply to ANUBIS runs only" % (
-                                      ", ".join(unused)))
-
         self.server_axis_columns = self.registry_axes + list(FIXED_SERVER_COLUMNS) + [
             k for k, (kind, _) in self.axes.items()
             if kind == "server" and k not in FIXED_SERVER_COLUMNS]
@@ -288,6 +274,20 @@ class Matrix:
                 raise MatrixError("[overload] sets the rate; neither [load] nor an axis may")
 
         self.combinations = self.expand()
+        # ANUBIS strategies and flags would apply to no run of a matrix whose every combination
+        # targets Redis. Asked of the combinations, not of the target axis: one_at_a_time
+        # starts from the defaults, target anubis included, so target = ["redis"] alone still
+        # leaves ANUBIS runs there. An overload matrix's [server] flags are the exception:
+        # they shape its capacity runs, which are always ANUBIS's.
+        if all(c.get("target") == "redis" for c in self.combinations):
+            unused = ["axis %s" % axes_spec[k][0] for k, (kind, _) in self.axes.items()
+                      if kind in ("registry", "server")]
+            if "overload" not in spec:
+                unused += ["[server] %s" % written for written, _ in server_spec.values()]
+            if unused:
+                raise MatrixError("%s would apply to no run: every combination targets redis, "
+                                  "and ANUBIS strategies and flags apply to ANUBIS runs only" % (
+                                      ", ".join(unused)))
         self.check_loop_flags()
         if "zipf_s" in self.load_set and not any(
                 (c.get("distribution") or self.load["distribution"]) == "zipf"

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +15,9 @@ from .errors import MatrixError
 
 SERVER_START_TIMEOUT_S = 15
 SERVER_STOP_TIMEOUT_S = 60
+
+# The Redis a target = "redis" run starts, looked up on PATH.
+REDIS_SERVER = "redis-server"
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -124,9 +126,13 @@ def read_to_eof(fd, deadline, buffer):
 
 
 class AnubisServer:
-    """One anubis-server on port 0: started, then stopped with SIGTERM and reaped with wait4."""
+    """One anubis-server on port 0: started, then stopped with SIGTERM and reaped with wait4.
 
-    LISTENING = re.compile(r"listening on .*:(\d+)$")
+    host and port are the address its `listening on HOST:PORT` line gives (an IPv6 HOST comes
+    bracketed, `[::1]:1234`, and is kept without the brackets): a load client connects there,
+    whatever --bind the flags chose."""
+
+    LISTENING = re.compile(r"listening on (\[[^\]]*\]|.*):(\d+)$")
 
     def __init__(self, binary, flags, cpus, log_path):
         self.log = open(log_path, "w")
@@ -140,7 +146,8 @@ class AnubisServer:
             self.close()
             raise RuntimeError("server did not report `listening on` (exit %s): %s" % (
                 code, tail(log_path)))
-        self.port = int(match.group(1))
+        self.host = match.group(1).removeprefix("[").removesuffix("]")
+        self.port = int(match.group(2))
 
     def stop(self):
         """SIGTERM, wait for exit. Returns (exit code, final dict or None, rusage)."""
@@ -201,11 +208,13 @@ def resp_command(port, *words, timeout=5.0):
 
 
 class RedisServer:
-    """A private redis-server (never the system service): no persistence, loopback, a free port."""
+    """A private redis-server (never the system service): no persistence, loopback, a free port.
+    Whoever starts one checks first that REDIS_SERVER is installed (the runner does so before
+    its first run)."""
 
-    def __init__(self, cpus, log_path, binary="redis-server"):
-        if not shutil.which(binary):
-            raise MatrixError("redis-server is not installed (./lab setup installs it)")
+    host = "127.0.0.1"
+
+    def __init__(self, cpus, log_path, binary=REDIS_SERVER):
         self.log_path = log_path
         self.dir = os.path.dirname(os.path.abspath(log_path))
         last_error = ""
@@ -214,7 +223,7 @@ class RedisServer:
             self.log = open(log_path, "w")
             self.proc = subprocess.Popen(
                 [binary, "--port", str(self.port), "--save", "", "--appendonly", "no",
-                 "--bind", "127.0.0.1", "--daemonize", "no", "--dir", self.dir],
+                 "--bind", self.host, "--daemonize", "no", "--dir", self.dir],
                 stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=child_preexec(cpus))
             if self._wait_ready(time.monotonic() + SERVER_START_TIMEOUT_S):

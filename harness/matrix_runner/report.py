@@ -17,10 +17,21 @@ from .binaries import number_text
 from .columns import SUMMARY_RESULT_COLUMNS
 
 
+def tool_output(*cmd):
+    """The standard output of a tool asked about the environment, or None when it failed or
+    cannot be run at all: meta.json records what is unknown as null rather than losing the
+    runs of a matrix that has already finished."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError:
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
 def git_info():
     def git(*args):
-        r = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
+        out = tool_output("git", "-C", ROOT, *args)
+        return None if out is None else out.strip()
     status = git("status", "--porcelain")
     return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
@@ -51,8 +62,8 @@ def build_info(server):
         werror=cache.get("ANUBIS_WERROR", ""),
     )
     if info["compiler"]:
-        r = subprocess.run([info["compiler"], "--version"], capture_output=True, text=True)
-        info["compiler_version"] = r.stdout.splitlines()[0] if r.returncode == 0 else None
+        out = tool_output(info["compiler"], "--version")
+        info["compiler_version"] = out.splitlines()[0] if out else None
     return info
 
 
@@ -216,7 +227,18 @@ def summary_columns(ctx):
             + [c for c in SUMMARY_RESULT_COLUMNS if c != "rank"])
 
 
-def meta(ctx, path, text, strategies, rows, capacity, started):
+def capacity_record(matrix, capacity_runs):
+    """meta.json's capacity: the median the rates were computed from, the spread of the runs it
+    is the median of, and each run's events/s (runs/capacity-N-load.json in order)."""
+    if not capacity_runs:
+        return None
+    return {"events_per_s": statistics.median(capacity_runs),
+            "events_per_s_min": min(capacity_runs), "events_per_s_max": max(capacity_runs),
+            "events_per_s_mad": mad(capacity_runs), "runs_events_per_s": capacity_runs,
+            "duration_s": matrix.capacity_duration}
+
+
+def meta(ctx, path, text, strategies, rows, capacity_runs, started):
     """meta.json: the command, the matrix itself, what it ran on, and whether every run held."""
     matrix = ctx.matrix
     return {
@@ -237,8 +259,7 @@ def meta(ctx, path, text, strategies, rows, capacity, started):
         "combinations": len(matrix.combinations),
         "repeat": matrix.repeat,
         "runs": len(rows),
-        "capacity": {"events_per_s": capacity, "duration_s": matrix.capacity_duration}
-        if capacity else None,
+        "capacity": capacity_record(matrix, capacity_runs),
         "columns": ctx.columns,
         "wall_s": round(time.monotonic() - started, 1),
         "all_verified": all(r["verified"] == "true" for r in rows),

@@ -1,6 +1,6 @@
 """One run of one combination: its server flags and load command, starting and stopping the
-server, the checks that decide whether it is verified, and its row of results.csv. The capacity
-run of an overload matrix is one run of the default server."""
+server, the checks that decide whether it is verified, and its row of results.csv. A capacity
+run of an overload matrix is one closed-loop run of the default server."""
 
 import json
 import os
@@ -34,17 +34,25 @@ def server_flags_for(matrix, combo):
     return flags, values
 
 
+def offered_rate(multiple, capacity):
+    """The --rate of an overload run: multiple x capacity to six significant digits. Whole
+    events/s would turn a small multiple of a small capacity into 0, which no load client runs;
+    six digits keep every positive rate positive and its CSV column short."""
+    return float("%.6g" % (multiple * capacity))
+
+
 def load_parameters(matrix, combo, capacity):
     """The effective load parameters of a combination (every LOAD_DEFAULTS key) and the keys
     to pass as flags: only those the matrix set, so that a load client without the open-loop
-    flags still runs closed-loop matrices, and defaults stay the load client's own."""
+    flags still runs closed-loop matrices, and defaults stay the load client's own. An
+    overload combination's rate is its multiple of capacity."""
     params = dict(matrix.load)
     passed = set(matrix.load_set)
     for key, (kind, _) in matrix.axes.items():
         if kind == "load":
             params[key] = combo[key]
     if "rate_multiple" in combo:
-        params["rate"] = round(combo["rate_multiple"] * capacity)
+        params["rate"] = offered_rate(combo["rate_multiple"], capacity)
         passed.add("rate")
     if params.get("events") is not None:
         params["duration"] = None
@@ -58,8 +66,8 @@ def load_parameters(matrix, combo, capacity):
     return params, passed
 
 
-def load_command(binary, load_flags, port, target, params, passed, client_cpus, json_out):
-    cmd = [binary, "--host", "127.0.0.1", "--port", str(port), "--verify", "--quiet",
+def load_command(binary, load_flags, host, port, target, params, passed, client_cpus, json_out):
+    cmd = [binary, "--host", host, "--port", str(port), "--verify", "--quiet",
            "--json-out", json_out]
     if target != "anubis":
         cmd += ["--target", target]
@@ -180,7 +188,7 @@ def run_once(ctx, index, repetition, combination, combo, capacity):
         connections=params["connections"],
         pipeline="" if open_loop else params["pipeline"],
         rate_multiple=combo.get("rate_multiple", ""),
-        rate=params.get("rate") if open_loop else "",
+        rate=number_text(params["rate"]) if open_loop else "",
         max_inflight=params["max_inflight"] if open_loop else "",
         timeout_ms=params["timeout_ms"] if open_loop else "",
         duration_s="" if params.get("duration") is None else number_text(params["duration"]),
@@ -204,8 +212,8 @@ def run_once(ctx, index, repetition, combination, combo, capacity):
         else:
             server = RedisServer(matrix.server_cpus, stem + "-redis.log")
             ctx.redis_version = ctx.redis_version or server.version()
-        cmd = load_command(ctx.load, ctx.load_flags, server.port, target, params, passed,
-                           matrix.client_cpus, json_out)
+        cmd = load_command(ctx.load, ctx.load_flags, server.host, server.port, target, params,
+                           passed, matrix.client_cpus, json_out)
         load_code, load_usage = run_load(cmd, params, matrix.client_cpus, stem + "-load.log")
         result = read_load_json(json_out)
         problems += load_problems(load_code, result)
@@ -283,22 +291,24 @@ def capacity_parameters(matrix):
     return params, passed
 
 
-def measure_capacity(ctx):
+def capacity_run(ctx, number):
     """Closed-loop accepted events/s of the default server under the matrix's connections and
-    pipeline: the 1.0x point of an overload matrix."""
+    pipeline, in runs/capacity-NUMBER-*: one measurement of the 1.0x point of an overload
+    matrix. A run that is not verified measured nothing, and the matrix stops."""
     matrix = ctx.matrix
     params, passed = capacity_parameters(matrix)
     fixed = [w for key, value in matrix.fixed_server.items() for w in (flag(key), value)]
-    stem = os.path.join(ctx.runs_dir, "capacity")
-    server = AnubisServer(ctx.server, fixed, matrix.server_cpus, stem + "-server.log")
+    stem = os.path.join(ctx.runs_dir, "capacity-%d" % number)
+    server = None
     try:
-        cmd = load_command(ctx.load, ctx.load_flags, server.port, "anubis", params, passed,
-                           matrix.client_cpus, stem + "-load.json")
+        server = AnubisServer(ctx.server, fixed, matrix.server_cpus, stem + "-server.log")
+        cmd = load_command(ctx.load, ctx.load_flags, server.host, server.port, "anubis", params,
+                           passed, matrix.client_cpus, stem + "-load.json")
         code, _ = run_load(cmd, params, matrix.client_cpus, stem + "-load.log")
         scode, final, _ = server.stop()
         server = None
     except RuntimeError as e:  # the server did not start
-        raise MatrixError("capacity run: %s" % e)
+        raise MatrixError("capacity run %d: %s" % (number, e))
     finally:
         if server is not None:
             server.kill()
@@ -307,5 +317,5 @@ def measure_capacity(ctx):
     if code != 0:
         problems.append("load log: %s" % tail(stem + "-load.log", 2))
     if problems:
-        raise MatrixError("capacity run not verified: %s" % "; ".join(problems))
+        raise MatrixError("capacity run %d not verified: %s" % (number, "; ".join(problems)))
     return result["summary"]["events_per_s"]

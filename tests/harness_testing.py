@@ -1,0 +1,28 @@
+"""Helpers the harness's Python tests share: wrapper scripts that stand in for a binary, and a
+bounded wait for a process to end."""
+
+import os
+import select
+
+# Bounds every wait on a child, so that a regression fails the test instead of hanging it.
+WAIT_S = 30
+
+
+def write_script(path, template, **values):
+    with open(path, "w") as f:
+        f.write(template % values)
+    os.chmod(path, 0o755)
+    return path
+
+
+def ended(pid):
+    """Whether pid ends within WAIT_S (at once if it is already gone)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], WAIT_S)
+        return bool(readable)
+    finally:
+        os.close(fd)
