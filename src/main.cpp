@@ -229,8 +229,12 @@ int main(int argc, char** argv) {
   const ConcurrencyStrategy* concurrency = find_strategy(concurrency_strategies(), o.concurrency);
   if (std::string why = concurrency->check(o.pipeline); !why.empty()) return fail(why);
   // Found now rather than at start-up, so that --check refuses what a start would refuse.
-  if (std::string why = check_bind_address(o.net.bind); !why.empty()) return fail(why);
-  if (!o.state_out.empty()) {
+  if (std::string why = check_listen_address(o.net.bind, o.net.port); !why.empty()) {
+    return fail(why);
+  }
+  // Counted rather than tested for emptiness, so that an empty --state-out is refused rather
+  // than silently writing nothing.
+  if (app.get_option("--state-out")->count() > 0) {
     // Find out now, not after the drain, whether the file can be written.
     if (std::string why = check_state_file_path(o.state_out); !why.empty()) {
       return fail("--state-out: " + why);

@@ -32,18 +32,31 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-std::string check_bind_address(const std::string& bind) {
+namespace {
+
+// Opens `acceptor` bound to bind:port, with the options the server listens with; empty if that
+// worked, else the one-line reason.
+std::string open_and_bind(tcp::acceptor& acceptor, const std::string& bind, std::uint16_t port) {
   error_code ec;
   const auto address = asio::ip::make_address(bind, ec);
   if (ec) return "invalid --bind address '" + bind + "': an IPv4 or IPv6 address is expected";
-  // A well-formed address may still belong to no interface here: a trial bind to a free port
-  // (port 0) finds that out without touching the port the server will use.
+  const tcp::endpoint endpoint(address, port);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  return ec ? "cannot listen on " + bind + ":" + std::to_string(port) + ": " + ec.message()
+            : std::string();
+}
+
+}  // namespace
+
+std::string check_listen_address(const std::string& bind, std::uint16_t port) {
+  // A well-formed address may belong to no interface here, and the port may be taken: a trial
+  // bind, released at once, finds both out. (Another process may still take the port before
+  // the server binds it; only the start itself can be sure.)
   asio::io_context io;
   tcp::acceptor trial(io);
-  const tcp::endpoint endpoint(address, 0);
-  trial.open(endpoint.protocol(), ec);
-  if (!ec) trial.bind(endpoint, ec);
-  return ec ? "cannot listen on " + bind + ": " + ec.message() : std::string();
+  return open_and_bind(trial, bind, port);
 }
 
 namespace detail {
@@ -487,16 +500,15 @@ ServerCore::ServerCore(const NetConfig& net_config, Pipeline& events, AnyStore& 
       accept_backoff_(control_),
       shutdown_deadline_(control_),
       stats_tick_(control_) {
+  if (std::string why = open_and_bind(acceptor_, config.bind, config.port); !why.empty()) {
+    throw std::runtime_error(why);
+  }
   error_code ec;
-  const auto address = asio::ip::make_address(config.bind, ec);
-  if (ec) throw std::runtime_error(check_bind_address(config.bind));
-  const tcp::endpoint endpoint(address, config.port);
-  const std::string where = config.bind + ":" + std::to_string(config.port);
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("cannot listen on " + where + ": " + ec.message());
+  acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + config.bind + ":" + std::to_string(config.port) +
+                             ": " + ec.message());
+  }
 }
 
 std::string ServerCore::local_address() const {

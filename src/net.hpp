@@ -27,9 +27,9 @@ struct NetConfig {
   std::chrono::milliseconds shutdown_timeout{5'000};  // for the network part of a shutdown
 };
 
-// Empty if `bind` is an address the server can listen on (an IPv4 or IPv6 literal of an
-// interface of this machine), else why not.
-std::string check_bind_address(const std::string& bind);
+// Empty if the server could listen on bind:port now (`bind` an IPv4 or IPv6 literal of an
+// interface of this machine, `port` free or 0), else why not, in the words a start would use.
+std::string check_listen_address(const std::string& bind, std::uint16_t port);
 
 namespace detail {
 class ServerCore;

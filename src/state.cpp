@@ -22,9 +22,15 @@ std::string temporary_path(const std::string& path) {
 
 std::string check_state_file_path(const std::string& path) {
   struct stat st {};
-  if (path.empty() || path.back() == '/' ||
-      (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+  if (path.empty()) return "needs a file name";
+  if (path.back() == '/' || (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
     return "'" + path + "' is a directory, not a file";
+  }
+  // The file is replaced by a rename, which would put a regular file in the place of a device
+  // (/dev/null), a FIFO or a symbolic link (leaving its target as it was): only a regular file,
+  // or nothing, may stand there.
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return "'" + path + "' exists and is not a regular file";
   }
   const std::string tmp = temporary_path(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

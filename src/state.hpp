@@ -14,7 +14,8 @@ namespace anubis {
 std::string write_state_file(const BalanceSnapshot& balances, const std::string& path);
 
 // Checks, without touching `path`, that write_state_file could write it: the temporary file can
-// be created beside it and `path` is not a directory. Returns "" or a one-line reason.
+// be created beside it and `path` is a regular file or nothing yet. Returns "" or a one-line
+// reason.
 std::string check_state_file_path(const std::string& path);
 
 }  // namespace anubis

@@ -45,10 +45,13 @@ void expect_one_line_error(const RunResult& r, const std::string& needle) {
   EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
 }
 
-// A port that is already taken is a one-line error and a non-zero exit, not a crash.
+// A port that is already taken is a one-line error and a non-zero exit, not a crash, and
+// --check finds it too (the same words) rather than passing what the start refuses.
 TEST(E2eCli, OccupiedPortIsAOneLineError) {
   ServerProcess holder({});
-  expect_one_line_error(run_server("--port " + std::to_string(holder.port())), "cannot listen");
+  const std::string port = std::to_string(holder.port());
+  expect_one_line_error(run_server("--port " + port), "cannot listen");
+  expect_one_line_error(run_server("--check --port " + port), "cannot listen");
 }
 
 // An IPv6 address is printed in brackets, so "HOST:PORT" splits at the last colon and reads as
@@ -66,14 +69,16 @@ TEST(E2eCli, Ipv6ListeningAddressIsBracketed) {
 // --check accepts a valid configuration without listening, and refuses an invalid one (a range
 // a strategy capability or an address) with the same one-line error a start would give.
 TEST(E2eCli, CheckValidatesWithoutListening) {
-  const RunResult ok = run_server("--check --queue lockfree --queue-capacity 65534 --port 1");
+  const RunResult ok = run_server("--check --queue lockfree --queue-capacity 65534 --port 0");
   EXPECT_EQ(ok.status, 0) << ok.output;
   EXPECT_EQ(ok.output, "");
-  expect_one_line_error(run_server("--check --workers 0"), "--workers");
-  expect_one_line_error(run_server("--check --queue lockfree --queue-capacity 100000"), "65534");
-  expect_one_line_error(run_server("--check --bind 999.1.1.1"), "999.1.1.1");
+  expect_one_line_error(run_server("--check --port 0 --workers 0"), "--workers");
+  expect_one_line_error(run_server("--check --port 0 --queue lockfree --queue-capacity 100000"),
+                        "65534");
+  expect_one_line_error(run_server("--check --port 0 --bind 999.1.1.1"), "999.1.1.1");
   // Well formed, but a documentation address (RFC 5737) that no interface here has.
-  expect_one_line_error(run_server("--check --bind 192.0.2.1"), "cannot listen on 192.0.2.1");
+  expect_one_line_error(run_server("--check --port 0 --bind 192.0.2.1"),
+                        "cannot listen on 192.0.2.1");
 }
 
 // Unknown flags, unknown strategies and out-of-range values are refused the same way.
@@ -91,6 +96,11 @@ TEST(E2eCli, UnwritableStateOutIsRefusedAtStart) {
   expect_one_line_error(run_server("--port 0 --state-out /tmp"), "directory");
   expect_one_line_error(run_server("--port 0 --state-out /nonexistent-dir/state.json"),
                         "/nonexistent-dir/state.json");
+  // Replaced by a rename, a device or a link would become a plain file: only regular files.
+  // With --check the refusal is shown without anything written, even where it is missing.
+  expect_one_line_error(run_server("--check --port 0 --state-out /dev/null"), "not a regular file");
+  expect_one_line_error(run_server("--check --port 0 --state-out ''"),
+                        "--state-out: needs a file name");
 }
 
 // The registry's declared limit is enforced at start: Boost.Lockfree holds at most 65,534.

@@ -3,6 +3,7 @@
 
 #include <sched.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -122,6 +123,14 @@ TEST(LoadOptions, CheckRefusesUnwritableOutputAndForeignCpus) {
   const Parsed directory = parse({"--check", "--port", "1", "--json-out", "/tmp"});
   EXPECT_EQ(directory.exit_code, kExitUnusable);
   EXPECT_NE(directory.errors.find("directory"), std::string::npos) << directory.errors;
+
+  const std::string dangling = testing::TempDir() + "load-options-dangling.json";
+  std::remove(dangling.c_str());
+  ASSERT_EQ(::symlink("/nonexistent-dir/out.json", dangling.c_str()), 0);
+  const Parsed link = parse({"--check", "--port", "1", "--json-out", dangling});
+  std::remove(dangling.c_str());
+  EXPECT_EQ(link.exit_code, kExitUnusable);
+  EXPECT_NE(link.errors.find("symbolic link to nothing"), std::string::npos) << link.errors;
 
   const std::string fresh = testing::TempDir() + "load-options-check.json";
   std::remove(fresh.c_str());

@@ -34,6 +34,9 @@ std::string check_writable(const std::string& path) {
     return ::access(path.c_str(), W_OK) == 0 ? std::string() : std::strerror(errno);
   }
   if (errno != ENOENT) return std::strerror(errno);
+  // stat follows links: a link whose target is missing would be written through to a place
+  // this check has not looked at.
+  if (::lstat(path.c_str(), &st) == 0) return "is a symbolic link to nothing";
   const std::size_t slash = path.find_last_of('/');
   const std::string directory = slash == std::string::npos ? "." : path.substr(0, slash + 1);
   return ::access(directory.c_str(), W_OK | X_OK) == 0 ? std::string() : std::strerror(errno);
