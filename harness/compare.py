@@ -3,23 +3,30 @@
 
 Each variant is a set of anubis-server flags (and optionally a number of load processes that
 share the connections). Runs alternate between variants (A B C A B C ...) so that drift on a
-shared machine spreads over all of them, every run is verified (--verify, exit statuses 0, the
+shared machine spreads over all of them, every run is checked (--verify, exit statuses 0, the
 server's final line adds up and matches the events the clients saw accepted), and the report
-gives the median and the range of accepted events/s per variant, plus each median as a ratio to
-the first variant's.
+gives, per variant, the median and the range of accepted events/s over its verified runs, how
+many of its runs were verified, and its median as a ratio to the first variant's.
 
     harness/compare.py --variant "--workers 1" --variant "--workers 2" --repeat 3
     harness/compare.py --variant "" --variant "clients=2" --repeat 3   # is the client the limit?
+    harness/compare.py --variant "--queue=mutex" --variant "--queue=lockfree"
 
 A variant is server flags, optionally preceded by "clients=N" to split --connections over N
 load processes run at once (their accepted events/s are added up). The split is as even as it
 can be (50 over 3: 17+17+16), so every variant opens exactly --connections; each run prints
-the connections its load processes report having opened.
+the connections its load processes report having opened. The word after --variant is always
+the variant, even when it starts with "-". compare owns --port, --check, --help and
+--list-strategies (it starts each server on a free port; the others exit instead of serving),
+so a variant cannot set them.
 
-Everything is checked before the first run: the numbers here, then each variant's flags and
-the load by the binaries' own --check (exit 2). A run that is not verified is reported and the
-comparison goes on (exit 1); a run that measured nothing (a load process that failed) stops it
-(exit 1). No server or load process outlives this script, even when SIGKILL ends it.
+Everything is checked before the first run: the numbers here and the variants' flags, that
+both binaries are the ones compare drives (anubis-server's strategy registries, anubis-load
+offering every flag compare passes), then each variant's flags and the load by the binaries'
+own --check (exit 2). A run that is not verified is reported, left out of the medians and
+ranges ("-" for a variant with no verified run), and the comparison goes on (exit 1); a run
+that measured nothing (a load process that failed) stops it (exit 1). No server or load process
+outlives this script, even when SIGKILL ends it.
 """
 
 import argparse
@@ -35,12 +42,14 @@ import time
 # harness/ is this script's directory, so the matrix runner's modules import as they do for
 # runner.py: compare shares its process handling and its verdicts on a run.
 from matrix_runner import ROOT
+from matrix_runner.binaries import flag, help_defaults, normalise, server_strategies
 from matrix_runner.cli_types import positive_int, positive_seconds, run_tool
-from matrix_runner.execute import ask_check
+from matrix_runner.execute import STAND_IN_HOST, STAND_IN_PORT, ask_check, check_load_flags
+from matrix_runner.matrix import RUNNER_SERVER_FLAGS
 from matrix_runner.processes import AnubisServer, child_preexec, signal_child, tail, wait_rusage
 from matrix_runner.report import machine_info
-from matrix_runner.run import (LOAD_GRACE_S, accepted_problems, final_problems, load_problems,
-                               read_load_json)
+from matrix_runner.run import (LOAD_GRACE_S, accepted_problems, final_problems, load_command,
+                               load_problems, read_load_json)
 
 
 class CompareError(Exception):
@@ -70,6 +79,15 @@ class Variant:
                 raise argparse.ArgumentTypeError(
                     "%r: %s takes a number of load processes >= 1, not %r" % (
                         text, self.PREFIX, count))
+        for word in words:
+            # "-h" is CLI11's short --help; "--port=7878" sets --port as "--port 7878" does.
+            name = word.split("=", 1)[0]
+            if word == "-h" or (name.startswith("--")
+                                and normalise(name[2:]) in RUNNER_SERVER_FLAGS):
+                raise argparse.ArgumentTypeError(
+                    "%r: a variant cannot set %s: compare owns %s (it starts each server on a "
+                    "free port; the others exit instead of serving)" % (
+                        text, name, ", ".join(map(flag, RUNNER_SERVER_FLAGS))))
         self.text = text
         self.flags = words
 
@@ -81,6 +99,23 @@ class Variant:
         (connections % clients) processes take one more."""
         share, extra = divmod(connections, self.clients)
         return [share + 1] * extra + [share] * (self.clients - extra)
+
+
+def join_variants(argv):
+    """argv with each "--variant X" written "--variant=X": argparse takes an X that starts with
+    "-" and has no space ("--queue=lockfree") for an option, and --variant for one without its
+    argument. Words after "--" are left as they are."""
+    joined = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            joined += [word, *words]
+        elif word == "--variant":
+            value = next(words, None)
+            joined.append(word if value is None else word + "=" + value)
+        else:
+            joined.append(word)
+    return joined
 
 
 def parse_args(argv):
@@ -96,7 +131,7 @@ def parse_args(argv):
     parser.add_argument("--users", type=positive_int, default=10000)
     parser.add_argument("--server", default=os.path.join(ROOT, "build/release/src/anubis-server"))
     parser.add_argument("--load", default=os.path.join(ROOT, "build/release/harness/anubis-load"))
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_variants(sys.argv[1:] if argv is None else argv))
     for v in args.variant:
         if v.clients > args.connections:
             parser.error("variant %r: %d load processes need at least %d connections, not %d "
@@ -104,28 +139,36 @@ def parse_args(argv):
     return args
 
 
-def load_args(args, port, connections, seed):
-    """anubis-load's arguments for one load process, without --json-out."""
-    return ["--port", str(port), "--connections", str(connections),
-            "--pipeline", str(args.pipeline), "--duration", "%r" % args.duration,
-            "--users", str(args.users), "--seed", str(seed), "--verify", "--quiet"]
+def load_cmd(args, load_flags, host, port, connections, seed, json_out):
+    """One load process's command, built by the runner's load_command, which refuses a load
+    client whose --help (load_flags) lacks one of the flags the command passes."""
+    params = {"connections": connections, "pipeline": args.pipeline,
+              "duration": args.duration, "users": args.users, "seed": seed}
+    return load_command(args.load, load_flags, host, port, "anubis", params, set(params), [],
+                        json_out)
 
 
 def check_setup(args):
-    """The binaries exist and accept every variant's flags and every load process's arguments,
-    so that a refused value stops the comparison before its first run, in the binary's words."""
+    """The binaries exist, are the ones compare drives, and accept every variant's flags and
+    every load process's command, so that a refused value stops the comparison before its first
+    run, in the binary's words. Returns the load client's flags (from its --help)."""
     for binary in (args.server, args.load):
         if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
             raise CompareError("%s is not built (./lab build release)" % binary)
-    ask_check(args.server, "server", [v.flags for v in args.variant])
-    # Port 1 stands in for the port each run's server will get.
-    ask_check(args.load, "load client",
-              [load_args(args, 1, connections, seed)
-               for v in args.variant
-               for seed, connections in enumerate(v.split(args.connections), 1)])
+    server_strategies(args.server)  # refuses a binary that is not anubis-server
+    load_flags, _ = help_defaults(args.load)
+    if "check" not in load_flags:
+        raise CompareError("%s lacks --check: rebuild it (./lab build release)" % args.load)
+    ask_check(args.server, "server", [v.flags for v in args.variant],
+              common=AnubisServer.PORT_FLAGS)
+    # The runner's stand-in address: each run's own server gives the real one.
+    check_load_flags(args.load, [
+        load_cmd(args, load_flags, STAND_IN_HOST, STAND_IN_PORT, connections, seed, os.devnull)
+        for v in args.variant for seed, connections in enumerate(v.split(args.connections), 1)])
+    return load_flags
 
 
-def run_once(args, variant, run_dir):
+def run_once(args, load_flags, variant, run_dir):
     """One run: a server, the variant's load processes at once, then the server's drain.
 
     Returns (events/s or None if a load process measured nothing, connections each load process
@@ -134,16 +177,16 @@ def run_once(args, variant, run_dir):
     server = None
     loads = []
     try:
+        server_log = os.path.join(run_dir, "server.log")
         try:
-            server = AnubisServer(args.server, variant.flags, [],
-                                  os.path.join(run_dir, "server.log"))
+            server = AnubisServer(args.server, variant.flags, [], server_log)
         except RuntimeError as e:
             raise CompareError("variant %r: %s" % (variant.text, e))
         for seed, connections in enumerate(variant.split(args.connections), 1):
             stem = os.path.join(run_dir, "load%d" % seed)
             # The address the server reports, so that a variant's --bind is where the load goes.
-            cmd = [args.load, "--host", server.host,
-                   *load_args(args, server.port, connections, seed), "--json-out", stem + ".json"]
+            cmd = load_cmd(args, load_flags, server.host, server.port, connections, seed,
+                           stem + ".json")
             with open(stem + ".log", "w") as log:
                 loads.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                preexec_fn=child_preexec([])), seed, stem))
@@ -192,21 +235,32 @@ def connections_text(opened):
     return "%s = %d connections" % ("+".join(map(str, opened)), sum(opened))
 
 
+def median_text(runs):
+    return "%12.0f" % statistics.median(runs) if runs else "%12s" % "-"
+
+
+def range_text(runs):
+    return "%10.0f - %-10.0f" % (min(runs), max(runs)) if runs else "%-23s" % ("%10s" % "-")
+
+
 def compare(args):
-    check_setup(args)
-    # Indexed by position, not by text: the same variant twice is a fair A/A noise check.
+    load_flags = check_setup(args)
+    # Indexed by position, not by text: the same variant twice is a fair A/A noise check. Only
+    # verified runs' rates: a run that lost events or connections measured something else.
     rates = [[] for _ in args.variant]
-    all_verified = True
+    unverified = 0
     with tempfile.TemporaryDirectory(prefix="anubis-compare-") as tmp:
         for r in range(args.repeat):
             for i, v in enumerate(args.variant):
                 run_dir = tempfile.mkdtemp(dir=tmp)  # a failed run cannot read an earlier JSON
-                rate, opened, problems = run_once(args, v, run_dir)
+                rate, opened, problems = run_once(args, load_flags, v, run_dir)
                 if rate is None:
                     raise NoMeasurement("run %d/%d of %s measured nothing: %s" % (
                         r + 1, args.repeat, v.label(), "; ".join(problems)))
-                all_verified &= not problems
-                rates[i].append(rate)
+                if problems:
+                    unverified += 1
+                else:
+                    rates[i].append(rate)
                 print("run %d/%d  %-40s %10.0f events/s  %s  %s" % (
                     r + 1, args.repeat, v.label(), rate, connections_text(opened),
                     "NOT VERIFIED: " + "; ".join(problems) if problems else "verified"),
@@ -216,15 +270,18 @@ def compare(args):
     print("machine: %s, %d cores, %s; load %d connections x pipeline %d, %g s, %d users" % (
         machine["cpu_model"], machine["cores"], machine["kernel"], args.connections,
         args.pipeline, args.duration, args.users))
-    base = statistics.median(rates[0])
-    print("%-42s %12s %22s %8s" % ("variant", "median ev/s", "range", "ratio"))
+    base = statistics.median(rates[0]) if rates[0] else None
+    print("%-42s %12s %23s %8s %9s" % ("variant", "median ev/s", "range", "ratio", "verified"))
     for v, runs in zip(args.variant, rates):
-        med = statistics.median(runs)
-        # A first variant that accepted nothing has no ratio to give.
-        ratio = "%7.2fx" % (med / base) if base > 0 else "%8s" % "-"
-        print("%-42s %12.0f %10.0f - %-10.0f %s" % (v.label(), med, min(runs), max(runs), ratio))
-    if not all_verified:
-        print("some runs were NOT verified", file=sys.stderr)
+        # A first variant with no verified run, or one that accepted nothing, has no ratio to
+        # give.
+        ratio = ("%7.2fx" % (statistics.median(runs) / base) if runs and base
+                 else "%8s" % "-")
+        print("%-42s %s %s %s %9s" % (v.label(), median_text(runs), range_text(runs), ratio,
+                                      "%d/%d" % (len(runs), args.repeat)))
+    if unverified:
+        print("%d of %d runs were NOT verified and are left out of the medians and ranges" % (
+            unverified, args.repeat * len(args.variant)), file=sys.stderr)
         return 1
     return 0
 

@@ -43,7 +43,7 @@ import signal
 import sys
 
 from matrix_runner import ROOT
-from matrix_runner.errors import MatrixError
+from matrix_runner.errors import Interrupted, MatrixError
 from matrix_runner.execute import run_matrix
 
 
@@ -70,9 +70,11 @@ def main(argv=None):
     except MatrixError as e:
         print("runner: error: %s" % e, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("runner: interrupted; the runs so far are in runs/ of the result directory",
-              file=sys.stderr)
+    except Interrupted as e:
+        print("runner: interrupted; the runs so far are in %s" % e.runs_dir, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before the result directory was made: nothing was written
+        print("runner: interrupted", file=sys.stderr)
         return 130
 
 

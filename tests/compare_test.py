@@ -19,38 +19,48 @@ SERVER = os.environ.get("ANUBIS_SERVER", os.path.join(ROOT, "build/release/src/a
 LOAD = os.environ.get("ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load"))
 COMPARE = os.path.join(ROOT, "harness", "compare.py")
 
-# Appends its arguments to a record file, one line per start (--check included), then runs the
+# Words that ask a binary what it offers or accepts rather than start a run; the wrappers below
+# spell them as the case pattern *" --check "*|*" --help "*|*" --list-strategies "*.
+QUESTIONS = ("--check", "--help", "--list-strategies")
+
+# Appends its arguments to a record file, one line per start (questions included), then runs the
 # real binary, so a test knows whether and how compare started it.
 RECORDING_WRAPPER = """#!/bin/sh
 echo "$*" >> "%(record)s"
 exec "%(real)s" "$@"
 """
 
-# Hands its pid to the test through a FIFO when it is a run (not a --check), then runs the real
+# Hands its pid to the test through a FIFO when it is a run (not a question), then runs the real
 # binary, so the test learns when the run has started without polling.
 PID_FIFO_WRAPPER = """#!/bin/sh
 case " $* " in
-  *" --check "*) ;;
+  *" --check "*|*" --help "*|*" --list-strategies "*) ;;
   *) echo $$ > "%(fifo)s" ;;
 esac
 exec "%(real)s" "$@"
 """
 
-# A load client that answers --check as the real one does but fails every run, as one that
+# A load client that answers questions as the real one does but fails every run, as one that
 # cannot connect would: exit 1 and no JSON.
 FAILING_LOAD = """#!/bin/sh
 case " $* " in
-  *" --check "*) exec "%(real)s" "$@" ;;
+  *" --check "*|*" --help "*|*" --list-strategies "*) exec "%(real)s" "$@" ;;
 esac
 echo "anubis-load: cannot connect" >&2
 exit 1
 """
 
+# A server that answers questions as the real one does but exits at once, saying nothing, when
+# started for a run.
+SILENT_SERVER = """#!/bin/sh
+case " $* " in
+  *" --check "*|*" --help "*|*" --list-strategies "*) exec "%(real)s" "$@" ;;
+esac
+exit 0
+"""
+
 # Enough for a run to start and verify; its length is not what these tests measure.
 SHORT_RUN = ("--repeat", "1", "--duration", "0.2", "--pipeline", "4", "--users", "100")
-
-
-
 
 
 def run_compare(server, load, *args):
@@ -59,16 +69,22 @@ def run_compare(server, load, *args):
 
 
 def read_record(path):
-    """The argument lists of the runs a recording wrapper saw, --check calls left out."""
+    """The argument lists of the runs a recording wrapper saw, questions (QUESTIONS) left
+    out."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
         runs = [shlex.split(line) for line in f]
-    return [words for words in runs if "--check" not in words]
+    return [words for words in runs if not any(q in words for q in QUESTIONS)]
 
 
 def option(words, name):
     return words[words.index(name) + 1]
+
+
+def table(stdout):
+    """The rows of compare's table, split into words, after its header line."""
+    return [line.split() for line in stdout.split(" verified\n", 1)[1].splitlines()]
 
 
 class RecordingTest(unittest.TestCase):
@@ -97,6 +113,15 @@ class ArgumentTest(RecordingTest):
         (("--variant", "", "--users", "many"), "--users"),
         (("--variant", "clients=100", "--connections", "2"), "100 load processes"),
         (("--variant", '"--workers 2'), "No closing quotation"),
+        # Flags compare owns: it passes --port 0 and --check itself, and the others exit
+        # instead of serving.
+        (("--variant", "--port 7878"), "a variant cannot set --port"),
+        (("--variant", "--port 0"), "a variant cannot set --port"),
+        (("--variant", "clients=2 --port=7878"), "a variant cannot set --port"),
+        (("--variant=--check",), "a variant cannot set --check"),
+        (("--variant=--help",), "a variant cannot set --help"),
+        (("--variant", "-h"), "a variant cannot set -h"),
+        (("--variant=--list-strategies",), "a variant cannot set --list-strategies"),
     )
 
     # Each bad argument is a usage error (exit 2, naming it, no traceback) before anything
@@ -122,6 +147,45 @@ class ArgumentTest(RecordingTest):
         self.assertNotIn("Traceback", result.stderr)
         self.assertEqual(read_record(self.server_record), [])
 
+    # The word after --variant is the variant even when it starts with "-" and has no space,
+    # which argparse alone would take for an option.
+    def test_variant_may_start_with_a_dash(self):
+        result = run_compare(self.server, self.load, "--variant", "--queue=lockfree", *SHORT_RUN)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([words[-1] for words in read_record(self.server_record)],
+                         ["--queue=lockfree"])
+
+    # A load client or server that is not the one compare drives (here one that answers every
+    # question with exit 0 and nothing) is refused before any run, as the matrix runner refuses
+    # it, rather than failing the first run.
+    def test_foreign_binary_exit_2_before_any_run(self):
+        for server, load, reason in ((self.server, "/bin/true", "/bin/true lacks --check"),
+                                     ("/bin/true", self.load, "is it anubis-server?")):
+            with self.subTest(server=server, load=load):
+                result = run_compare(server, load, "--variant", "", *SHORT_RUN)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn(reason, result.stderr)
+                self.assertNotIn("Traceback", result.stderr)
+                self.assertEqual(read_record(self.server_record), [])
+                self.assertEqual(read_record(self.load_record), [])
+
+
+class VerifiedTest(RecordingTest):
+    # A run that is not verified (the second connection over --max-connections 1 is refused)
+    # is left out of its variant's median and range, the table says how many runs each median
+    # stands on, and the exit status still says that a run was not verified.
+    def test_unverified_runs_are_not_measured(self):
+        result = run_compare(self.server, self.load, "--variant", "",
+                             "--variant", "--max-connections 1", "--connections", "2",
+                             *SHORT_RUN)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("NOT VERIFIED", result.stderr)
+        self.assertIn("1 of 2 runs were NOT verified", result.stderr)
+        defaults, limited = table(result.stdout)
+        self.assertEqual(defaults[0], "(defaults)")
+        self.assertEqual(defaults[-2:], ["1.00x", "1/1"])
+        self.assertEqual(limited, ["--max-connections", "1", "-", "-", "-", "0/1"])
+
 
 class ConnectionsTest(RecordingTest):
     # Connections that do not divide among the load processes are spread, not lost: 5 over 3
@@ -140,8 +204,7 @@ class ConnectionsTest(RecordingTest):
                          [[1, 2, 2], [5], [5]])
         self.assertIn("2+2+1 = 5 connections  verified", result.stderr)
         self.assertEqual(len(re.findall(r" 5 connections  verified", result.stderr)), 3)
-        table = result.stdout.split("ratio\n", 1)[1].splitlines()
-        self.assertEqual([line.split()[0] for line in table],
+        self.assertEqual([row[0] for row in table(result.stdout)],
                          ["(defaults)", "clients=3", "(defaults)"])
 
 
@@ -181,7 +244,17 @@ class FailureTest(unittest.TestCase):
             self.assertNotIn("Traceback", result.stderr)
             self.assertTrue(ended(pid), "the server was left running")
 
-
+    # A server that exits without listening and without a word on stderr still gets a reason,
+    # not a message that ends in an empty one.
+    def test_silent_server_has_a_reason(self):
+        with tempfile.TemporaryDirectory(prefix="compare_test-") as tmp:
+            server = write_script(os.path.join(tmp, "server"), SILENT_SERVER,
+                                  real=os.path.abspath(SERVER))
+            result = run_compare(server, LOAD, "--variant", "", *SHORT_RUN)
+            self.assertEqual(result.returncode, 2, result.stderr)
+            self.assertIn("did not report `listening on` (exit 0) and wrote nothing to stderr",
+                          result.stderr)
+            self.assertFalse(result.stderr.rstrip("\n").endswith(":"), result.stderr)
 
 
 class InterruptTest(unittest.TestCase):

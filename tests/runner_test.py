@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -24,6 +25,8 @@ from unittest import mock
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "harness"))
 
+from harness_testing import write_script  # noqa: E402
+from matrix_runner import report, run  # noqa: E402
 from matrix_runner.binaries import help_defaults, server_strategies  # noqa: E402
 from matrix_runner.columns import (FIXED_SERVER_COLUMNS, HEAD_COLUMNS, LOAD_COLUMNS,  # noqa: E402
                                    META_KEYS, RESULT_COLUMNS, SUMMARY_RESULT_COLUMNS)
@@ -155,6 +158,19 @@ class TinyMatrixTest(unittest.TestCase):
         first, second = sorted(rows, key=lambda r: int(r["rank"]))
         self.assertGreaterEqual(float(first["events_per_s_median"]),
                                 float(second["events_per_s_median"]))
+
+    # summary.csv's columns are in the order docs/RESULTS.md gives: rank, combination, target,
+    # every server column and every load column, then the statistics.
+    def test_summary_csv_columns_as_documented(self):
+        columns, _ = read_csv(os.path.join(self.out, "summary.csv"))
+        results_columns, _ = read_csv(os.path.join(self.out, "results.csv"))
+        server_columns = results_columns[results_columns.index("target") + 1:
+                                         results_columns.index(LOAD_COLUMNS[0])]
+        self.assertEqual(columns, ["rank", "combination", "target"] + server_columns
+                         + list(LOAD_COLUMNS) + [c for c in SUMMARY_RESULT_COLUMNS if c != "rank"])
+        with open(os.path.join(ROOT, "docs", "RESULTS.md")) as f:
+            section = f.read().split("### `summary.csv` columns", 1)[1].split("\n|", 1)[0]
+        self.assertEqual(re.findall(r"`([a-z_]+)`", section)[:3], ["rank", "combination", "target"])
 
     # meta.json carries every documented key, the matrix itself and the build it measured.
     def test_meta(self):
@@ -300,6 +316,25 @@ class EnvironmentRecordTest(unittest.TestCase):
             self.assertEqual(info["compiler"], "/nonexistent/c++")
             self.assertIsNone(info["compiler_version"])
 
+    # meta.json's matrix_path is relative to the repository only for a file inside it, however
+    # it was named; a file elsewhere, even in a directory whose name begins with the
+    # repository's, is recorded by its absolute path.
+    def test_matrix_path(self):
+        quick = os.path.join("harness", "matrices", "quick.toml")
+        self.assertEqual(report.repository_path(os.path.join(ROOT, quick)), quick)
+        outside = os.path.realpath(ROOT) + "-elsewhere/y.toml"
+        self.assertEqual(report.repository_path(outside), outside)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.assertEqual(report.repository_path(os.path.join(tmp, "y.toml")),
+                             os.path.join(tmp, "y.toml"))
+        cwd = os.getcwd()
+        os.chdir(os.path.join(ROOT, "harness"))
+        try:
+            self.assertEqual(report.repository_path(os.path.join("matrices", "quick.toml")),
+                             quick)
+        finally:
+            os.chdir(cwd)
+
 
 class ServerAddressTest(unittest.TestCase):
     # AnubisServer takes its address from the `listening on` line, an IPv6 one without its
@@ -366,6 +401,14 @@ class ExpansionTest(FakeRegistryTest):
                                           {"workers": "2", "target": "anubis"},
                                           {"workers": None, "target": "redis"}])
 
+    # A value a run does not use (zipf_s in a uniform run) does not make another combination:
+    # the uniform runs of distribution x zipf_s are one combination, run once per repetition.
+    def test_unused_values_merge(self):
+        m = self.matrix('[axes]\ndistribution = ["uniform", "zipf"]\nzipf_s = [0.5, 1.0]\n')
+        self.assertEqual(m.combinations, [{"distribution": "uniform", "zipf_s": None},
+                                          {"distribution": "zipf", "zipf_s": "0.5"},
+                                          {"distribution": "zipf", "zipf_s": "1"}])
+
     # Unknown strategy names and unknown axes are refused before anything runs.
     def test_refuses_unknown(self):
         with self.assertRaises(MatrixError):
@@ -378,9 +421,11 @@ class ValidationTest(FakeRegistryTest):
     # repeat must be an integer >= 1 whether from --repeat or the matrix; 0 is not "unset".
     def test_repeat(self):
         self.assertEqual(self.matrix("repeat = 3\n", repeat=1).repeat, 1)
+        self.assertEqual(self.matrix("repeat = 1000\n").repeat, 1000)
         for text, repeat in (("repeat = 3\n", 0), ("repeat = 0\n", None),
                              ("repeat = -1\n", None), ("repeat = 2.5\n", None),
-                             ("", -2)):
+                             ("", -2), ("", 1001), ("", 100000000),
+                             ("repeat = 99999999999999999999\n", None)):
             with self.assertRaisesRegex(MatrixError, "repeat"):
                 self.matrix(text, repeat=repeat)
 
@@ -425,6 +470,22 @@ class ValidationTest(FakeRegistryTest):
         self.assertEqual(len(m.combinations), 2)
         with self.assertRaisesRegex(MatrixError, "rate"):
             self.matrix("[overload]\nmultiples = [1]\n[axes]\nrate = [10]\n")
+        with self.assertRaisesRegex(MatrixError, "pipeline axis would apply to no run"):
+            self.matrix("[overload]\nmultiples = [1]\n[axes]\npipeline = [4, 8]\n")
+
+    # A value listed twice in an axis or in [overload] multiples is refused, naming it, rather
+    # than run as two combinations ranked apart; 1 and 1.0 are one value.
+    def test_duplicate_values(self):
+        for text, message in (
+                ("[axes]\nworkers = [1, 2, 1]\n", "axis workers lists 1 twice:"),
+                ("[axes]\nworkers = [1, 1.0]\n", "axis workers lists 1 twice (as 1 and 1.0)"),
+                ('[axes]\nqueue = ["a", "a"]\n', 'axis queue lists "a" twice'),
+                ("[axes]\nzipf_s = [0.5, 0.5]\n", "axis zipf_s lists 0.5 twice"),
+                ("[overload]\nmultiples = [0.5, 0.5]\n", "[overload] multiples lists 0.5 twice")):
+            with self.subTest(matrix=text):
+                with self.assertRaises(MatrixError) as caught:
+                    self.matrix(text)
+                self.assertIn(message, str(caught.exception))
 
 
     # A run lasts --events or --duration, never both: the matrix refuses both rather than
@@ -465,6 +526,35 @@ class ValidationTest(FakeRegistryTest):
         m = self.matrix('[axes]\ntarget = ["redis"]\n[server]\nworkers = 2\n'
                         '[overload]\nmultiples = [1]\n')
         self.assertEqual(m.fixed_server, {"workers": "2"})
+
+
+class LoadTimeLimitTest(FakeRegistryTest):
+    # The runner's time limit on a load run follows its expected length: an open loop with
+    # --events lasts its schedule, 500 events at 2 events/s 250 s, beyond the 60 s assumed for
+    # a closed loop with --events.
+    def test_limit_follows_expected_length(self):
+        for text, expected in (
+                ("[load]\nrate = 2\nevents = 500\nconnections = 1\n", 250),
+                # 167 events on each connection, 1.5 s apart, after the warm-up.
+                ("[load]\nrate = 2\nevents = 500\nconnections = 3\nwarmup = 1\n", 251.5),
+                ("[load]\nduration = 5\nwarmup = 1\n", 6),
+                ("[load]\nevents = 500\n", run.CLOSED_LOOP_EVENTS_S)):
+            m = self.matrix(text)
+            params, _ = run.load_parameters(m, m.combinations[0], None)
+            self.assertAlmostEqual(run.load_time_limit(params), expected + run.LOAD_GRACE_S)
+
+    # A load client still running at the time limit is killed, and its run's failure says it
+    # was stopped at the runner's limit and what the limit was, not only that it was killed.
+    def test_stopped_at_the_limit(self):
+        with tempfile.TemporaryDirectory() as tmp, mock.patch.object(run, "LOAD_GRACE_S", 0):
+            code, _, stopped_at = run.run_load(["sleep", "60"],
+                                               {"duration": 0.1, "warmup": 0, "events": None},
+                                               [], os.path.join(tmp, "load.log"))
+            self.assertEqual(code, -signal.SIGKILL)
+            self.assertAlmostEqual(stopped_at, 0.1)
+            self.assertEqual(load_problems(code, None, stopped_at)[0],
+                             "anubis-load stopped at the runner's time limit of 0.1 s (the "
+                             "run's expected 0.1 s + 0 s)")
 
 
 # Matrix files the runner must refuse before any run (exit 2), each with a fragment of its
@@ -519,6 +609,9 @@ BAD_MATRICES = (
      "[server] work-us would apply to no run: every combination targets redis"),
     ('[axes]\ntarget = ["redis"]\nqueue = "all"\n', "axis queue would apply to no run"),
     ("[server]\ncheck = 1\n", "[server] check is not an anubis-server flag a matrix may set"),
+    # A value listed twice would run one configuration as two combinations.
+    ("[axes]\nworkers = [1, 1]\n", "axis workers lists 1 twice"),
+    ("[overload]\nmultiples = [0.5, 0.5]\n", "[overload] multiples lists 0.5 twice"),
     ("[axes]\nport = [1]\n", "axis port is neither"),
 )
 
@@ -550,11 +643,22 @@ class BadMatrixTest(unittest.TestCase):
                 Matrix(name, f.read(), strategies, flags, defaults, overrides)
 
 
+# The address space a runner gets when handed a value it must refuse before expanding it: should
+# it expand the value after all, it fails at once with MemoryError instead of filling the
+# machine's memory. The binaries it asks first (--help, --check) run well within it.
+RUNNER_ADDRESS_SPACE = 1 << 30
+
+
+def limit_address_space():
+    resource.setrlimit(resource.RLIMIT_AS, (RUNNER_ADDRESS_SPACE, RUNNER_ADDRESS_SPACE))
+
+
 class CommandLineTest(unittest.TestCase):
-    def runner(self, *args, matrix="quick", env=None):
+    def runner(self, *args, matrix="quick", env=None, cwd=None, limit_memory=False):
         return subprocess.run([sys.executable, RUNNER, matrix, "--server", SERVER,
                                "--load", LOAD, *args], capture_output=True, text=True,
-                              env=dict(os.environ, **(env or {})), timeout=60)
+                              env=dict(os.environ, **(env or {})), cwd=cwd, timeout=60,
+                              preexec_fn=limit_address_space if limit_memory else None)
 
     def assertRefused(self, result, message):
         self.assertEqual(result.returncode, 2, result.stderr)
@@ -581,6 +685,21 @@ class CommandLineTest(unittest.TestCase):
         result = self.runner(matrix="no-such-matrix")
         self.assertRefused(result, "no matrix no-such-matrix")
         self.assertIn("quick", result.stderr.split("no matrix no-such-matrix", 1)[1])
+
+    # A name without a slash that names a bundled matrix is the bundled one, whatever the
+    # current directory holds (a directory quick, a file quick.toml); the local file is
+    # ./quick.toml.
+    def test_bare_name_is_the_bundled_matrix(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            os.mkdir(os.path.join(tmp, "quick"))
+            with open(os.path.join(tmp, "quick.toml"), "w") as f:
+                f.write("bogus = 1\n")
+            for name in ("quick", "quick.toml"):
+                with self.subTest(matrix=name):
+                    self.assertRefused(self.runner("--repeat", "0", matrix=name, cwd=tmp),
+                                       "--repeat must be")
+            self.assertRefused(self.runner("--repeat", "0", matrix="./quick.toml", cwd=tmp),
+                               "./quick.toml: unknown keys bogus")
 
     # An empty --out is refused rather than taken as the default results/ directory. (--repeat
     # 0 stops a runner that would ignore the empty --out before any run, with another message.)
@@ -624,6 +743,19 @@ class CommandLineTest(unittest.TestCase):
                 self.assertIn(reason, result.stderr)
                 self.assertFalse(os.path.exists(os.path.join(out, "results.csv")))
 
+    # A refusal quotes the load flags the matrix chose and the client's reason, without the
+    # runner's stand-in address and flags or CLI11's closing hint to run with --help.
+    def test_refusal_quotes_the_matrix_words(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            matrix = TINY_MATRIX.replace('queue = ["mutex", "lockfree"]', "users = [0]").replace(
+                "users = 500\n", "")
+            result = run_runner(matrix, os.path.join(tmp, "out"))
+            self.assertRefused(result, "the load client refuses --connections 4 --pipeline 8 "
+                                       "--duration 1 --users 0: ")
+            self.assertIn("--users", result.stderr.split(" --users 0: ", 1)[1])
+            self.assertNotIn("--port", result.stderr)
+            self.assertNotIn("Run with --help", result.stderr)
+
     # A load value the load client refuses fails the matrix before any run, in the client's own
     # words (anubis-load --check), rather than failing each run that uses it.
     def test_refused_load_values_exit_2(self):
@@ -648,6 +780,25 @@ class CommandLineTest(unittest.TestCase):
         self.assertIn("runner: error: CPU list", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
 
+    # A repeat or a CPU range far too large is refused (exit 2) before the runner expands it or
+    # creates the result directory, whether it comes from the command line or the matrix.
+    def test_huge_values_exit_2_before_anything(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            matrix = os.path.join(tmp, "huge.toml")
+            out = os.path.join(tmp, "out")
+            for args, text, message in (
+                    (("--repeat", "100000000"), "", "--repeat must be an integer from 1 to 1000"),
+                    ((), "repeat = 99999999999999999999\n", "repeat must be an integer from 1"),
+                    (("--server-cpus", "0-999999999"), "",
+                     "CPU list '0-999999999': CPU 999999999 not available to this process"),
+                    ((), 'client_cpus = "0-999999999"\n', "CPU list '0-999999999': CPU")):
+                with self.subTest(args=args, matrix=text):
+                    with open(matrix, "w") as f:
+                        f.write(text + ONE_RUN_MATRIX.replace("repeat = 1\n", ""))
+                    result = self.runner("--out", out, *args, matrix=matrix, limit_memory=True)
+                    self.assertRefused(result, message)
+                    self.assertFalse(os.path.exists(out))
+
     # A binary that does not answer as anubis-server or anubis-load does (no JSON registry, a
     # failing --help) is a clear error naming it, not a traceback.
     def test_binary_not_answering_exit_2(self):
@@ -670,6 +821,27 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("runner: error: cannot use /proc/anubis-runner-test/out", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
+
+    # The server is asked --check with the port its runs get (0, any free one): --check tries
+    # the address and port, so without it a busy default port would fail every matrix.
+    def test_server_check_uses_the_runs_port(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            record = os.path.join(tmp, "checks")
+            server = os.path.join(tmp, "server")
+            with open(server, "w") as f:
+                f.write('#!/bin/sh\ncase " $* " in *" --check "*) echo "$*" >> "%s";; esac\n'
+                        'exec "%s" "$@"\n' % (record, os.path.abspath(SERVER)))
+            os.chmod(server, 0o755)
+            result = subprocess.run(
+                [sys.executable, RUNNER, "quick", "--server", server, "--load", LOAD,
+                 "--out", "/proc/anubis-runner-test/out"], capture_output=True, text=True,
+                timeout=60)
+            self.assertEqual(result.returncode, 2, result.stderr)  # stopped after the checks
+            with open(record) as f:
+                checks = f.read().splitlines()
+            self.assertTrue(checks)
+            for line in checks:
+                self.assertTrue(line.startswith("--check --port 0 "), line)
 
     # An --out that already holds files is refused (exit 2) and left as it was: a second
     # matrix's runs among the first's would pass for one result set.
@@ -697,7 +869,8 @@ users = 100
 
 class OneRunTest(unittest.TestCase):
     def run_one(self, matrix, env=None):
-        """Runs the matrix; returns its one row of results.csv and its meta.json."""
+        """Runs the matrix; returns its one row of results.csv, its meta.json and the finished
+        runner process."""
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out")
             result = run_runner(matrix, out, env=env)
@@ -707,7 +880,7 @@ class OneRunTest(unittest.TestCase):
                 meta = json.load(f)
         self.assertEqual(len(rows), 1)
         self.assertEqual(rows[0]["verified"], "true", rows[0]["failure"])
-        return rows[0], meta
+        return rows[0], meta, result
 
     # A server bound to another loopback address (all of 127/8 is loopback on Linux) is
     # measured there: the load client connects to the address the server reports.
@@ -716,8 +889,25 @@ class OneRunTest(unittest.TestCase):
 
     # A matrix run without git on PATH still writes its results, its git state null.
     def test_without_git(self):
-        _, meta = self.run_one(ONE_RUN_MATRIX, env={"PATH": "/nonexistent"})
+        _, meta, _ = self.run_one(ONE_RUN_MATRIX, env={"PATH": "/nonexistent"})
         self.assertEqual(meta["git"], {"commit": None, "dirty": None})
+
+    # meta.json's server_defaults are the values the runs had where no axis varied them: a
+    # [server] flag's value rather than the server's default. The combination that ran them
+    # is the baseline of the ratio, named as the defaults.
+    def test_server_defaults_as_run(self):
+        row, meta, result = self.run_one(ONE_RUN_MATRIX + "[server]\nwork-us = 1\n")
+        self.assertEqual(row["work_us"], "1")
+        self.assertEqual(meta["server_defaults"]["work_us"], "1")
+        self.assertIn("(the server's defaults)", result.stdout)
+
+    # The progress line's first estimate of the time left is the run's expected length (an
+    # open loop of 100 events at 100 events/s: 1 s) plus a second for starting and verifying,
+    # not the default duration of 10 s.
+    def test_progress_estimate_uses_expected_length(self):
+        _, _, result = self.run_one(ONE_RUN_MATRIX.replace("pipeline = 4\nduration = 0.3\n",
+                                                           "rate = 100\nevents = 100\n"))
+        self.assertRegex(result.stderr, r"\[run 1/1\] .*, ~0:02 left")
 
 
 class LoadAxisTest(unittest.TestCase):
@@ -790,11 +980,21 @@ exec "%(real)s" "$@"
 """
 
 
+# Answers --help and --list-strategies as the real server does, but on --check hands its pid
+# through a FIFO and then never answers, which holds the runner in its checks.
+CHECK_NEVER_ANSWERS = """#!/bin/sh
+case " $* " in
+  *" --check "*) echo $$ > "%(fifo)s"; exec sleep 60 ;;
+esac
+exec "%(real)s" "$@"
+"""
+
+
 class InterruptTest(unittest.TestCase):
     # SIGTERM stops the runner with exit 130 and takes the run's server and load client with
     # it: both end within seconds (each would otherwise run its 60 s), whether the runner's
     # cleanup kills them or, if the signal caught the runner starting one, the kernel's
-    # parent-death signal does.
+    # parent-death signal does. The runner says where the runs so far are.
     def test_sigterm_leaves_nothing_running(self):
         with tempfile.TemporaryDirectory() as tmp:
             wrappers, fifos, pids, pidfds = {}, {}, {}, {}
@@ -808,17 +1008,21 @@ class InterruptTest(unittest.TestCase):
             matrix = os.path.join(tmp, "long.toml")
             with open(matrix, "w") as f:
                 f.write(TINY_MATRIX.replace("duration = 1", "duration = 60"))
+            out = os.path.join(tmp, "out")
             runner = subprocess.Popen(
-                [sys.executable, RUNNER, matrix, "--out", os.path.join(tmp, "out"),
+                [sys.executable, RUNNER, matrix, "--out", out,
                  "--server", wrappers["server"], "--load", wrappers["load"]],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             try:
                 for name in ("server", "load"):  # the server starts first, then its load
                     with open(fifos[name]) as f:
                         pids[name] = int(f.read())
                     pidfds[name] = os.pidfd_open(pids[name])  # readable once it has ended
                 runner.send_signal(signal.SIGTERM)
-                self.assertEqual(runner.wait(timeout=30), 130)
+                _, stderr = runner.communicate(timeout=30)
+                self.assertEqual(runner.returncode, 130)
+                self.assertIn("runner: interrupted; the runs so far are in %s\n"
+                              % os.path.join(out, "runs"), stderr)
                 for name, fd in pidfds.items():
                     ended, _, _ = select.select([fd], [], [], 10)
                     self.assertTrue(ended, "%s left running" % name)
@@ -828,6 +1032,41 @@ class InterruptTest(unittest.TestCase):
                 for pid in pids.values():
                     try:
                         os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                if runner.poll() is None:
+                    runner.kill()
+                    runner.wait()
+
+    # Interrupted during its checks, before it has made the result directory, the runner says
+    # only that it was interrupted: there are no runs to point to.
+    def test_sigterm_before_the_result_directory(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            fifo = os.path.join(tmp, "check.pid")
+            os.mkfifo(fifo)
+            server = write_script(os.path.join(tmp, "server"), CHECK_NEVER_ANSWERS,
+                                  fifo=fifo, real=SERVER)
+            matrix = os.path.join(tmp, "matrix.toml")
+            with open(matrix, "w") as f:
+                f.write(ONE_RUN_MATRIX)
+            out = os.path.join(tmp, "out")
+            runner = subprocess.Popen([sys.executable, RUNNER, matrix, "--out", out,
+                                       "--server", server, "--load", LOAD],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True)
+            check = None
+            try:
+                with open(fifo) as f:
+                    check = int(f.read())
+                runner.send_signal(signal.SIGTERM)
+                _, stderr = runner.communicate(timeout=30)
+                self.assertEqual(runner.returncode, 130)
+                self.assertEqual(stderr, "runner: interrupted\n")
+                self.assertFalse(os.path.exists(out))
+            finally:
+                if check is not None:
+                    try:
+                        os.kill(check, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
                 if runner.poll() is None:

@@ -11,13 +11,13 @@ import time
 from . import ROOT
 from .binaries import ask, help_defaults, server_strategies
 from .columns import HEAD_COLUMNS, LOAD_COLUMNS, RESULT_COLUMNS
-from .errors import MatrixError
+from .errors import Interrupted, MatrixError
 from .matrix import Matrix
-from .processes import REDIS_SERVER
+from .processes import REDIS_SERVER, AnubisServer
 from .report import (clock, describe, fmt_us, meta, print_report, result_dir, summarise,
                      summary_columns, write_csv, write_json)
-from .run import (capacity_parameters, capacity_run, load_command, load_parameters, run_once,
-                  server_flags_for)
+from .run import (capacity_parameters, capacity_run, expected_seconds, load_command,
+                  load_parameters, run_once, runner_load_words, server_flags_for)
 
 # Bundled matrices, which the command line may name without a path.
 BUNDLED = os.path.join(ROOT, "harness", "matrices")
@@ -25,6 +25,11 @@ BUNDLED = os.path.join(ROOT, "harness", "matrices")
 # Where the checks before the first run send a load command: anubis-load --check connects to
 # nothing, and each run's own server gives the real address.
 STAND_IN_HOST, STAND_IN_PORT = "127.0.0.1", 1
+# The line CLI11 ends each refusal with; a refusal the runner quotes is not a command to rerun.
+CLI11_HINT = "Run with --help for more information."
+# What a run takes beyond its expected length, assumed by the first progress line's estimate
+# until the first run has measured it.
+RUN_OVERHEAD_S = 1.0
 # An overload run's rate before the capacity is known: one every load client accepts, so that
 # the first check judges all of the command but its rate, and the check after the capacity
 # runs judges the rate.
@@ -32,13 +37,15 @@ STAND_IN_RATE = 1000.0
 
 
 def find_matrix(name):
-    """The path of a matrix file, or of a bundled matrix named with or without .toml."""
-    if os.path.exists(name):
-        return name
+    """The path of the matrix a command line names: a name without a slash that names a bundled
+    matrix (with or without .toml) is that one, whatever the current directory holds (a local
+    quick.toml is ./quick.toml); any other name is a path."""
     if os.sep not in name:
         path = os.path.join(BUNDLED, name if name.endswith(".toml") else name + ".toml")
-        if os.path.exists(path):
+        if os.path.isfile(path):
             return path
+    if os.path.exists(name):
+        return name
     bundled = sorted(f.removesuffix(".toml") for f in os.listdir(BUNDLED) if f.endswith(".toml"))
     raise MatrixError("no matrix %s: neither a file nor a bundled matrix (%s)" % (
         name, ", ".join(bundled)))
@@ -56,35 +63,40 @@ def read_matrix(path):
                           % (path, e.start))
 
 
-def ask_check(binary, who, arg_lists):
-    """Runs `binary --check ARGS` once for each distinct argument list, before the runs that
-    would use them, so that a value the binary refuses fails the matrix at once, in the
-    binary's own words, instead of failing its runs one by one."""
+def ask_check(binary, who, arg_lists, common=()):
+    """Runs `binary --check COMMON ARGS` once for each distinct argument list, before the runs
+    that would use them, so that a value the binary refuses fails the matrix at once, in the
+    binary's own words, instead of failing its runs one by one. A refusal quotes ARGS: COMMON
+    are the caller's own words, not a choice of whoever wrote the arguments."""
     for args in dict.fromkeys(tuple(args) for args in arg_lists):
-        result = ask(binary, "--check", *args)
+        result = ask(binary, "--check", *common, *args)
         if result.returncode != 0:
-            raise MatrixError("the %s refuses %s: %s" % (
-                who, " ".join(args) or "its defaults", result.stderr.strip()))
+            reason = "\n".join(line for line in result.stderr.strip().splitlines()
+                               if line.strip() != CLI11_HINT)
+            raise MatrixError("the %s refuses %s: %s" % (who, " ".join(args) or "its defaults",
+                                                         reason))
 
 
 def check_server_flags(server, matrix):
     """The server's verdict on every ANUBIS combination: a range, a strategy's capability."""
     ask_check(server, "server", [server_flags_for(matrix, combo)[0]
                                  for combo in matrix.combinations
-                                 if (combo.get("target") or "anubis") == "anubis"])
+                                 if (combo.get("target") or "anubis") == "anubis"],
+              common=AnubisServer.PORT_FLAGS)
 
 
 def check_load_flags(load, commands):
-    """The load client's verdict on every load command: users = 0, a sell_ratio above 1, an
-    unknown distribution. Each run's own --json-out is left out (its directory is checked
-    apart)."""
+    """The load client's verdict on every load command (load_command at the stand-in address):
+    users = 0, a sell_ratio above 1, an unknown distribution. Each run's own --json-out is left
+    out (its directory is checked apart), and a refusal quotes the matrix's words only."""
+    runner_words = runner_load_words(STAND_IN_HOST, STAND_IN_PORT)
     arg_lists = []
     for cmd in commands:
-        args = list(cmd[1:])
+        args = cmd[1 + len(runner_words):]
         json_at = args.index("--json-out")
         del args[json_at:json_at + 2]
         arg_lists.append(args)
-    ask_check(load, "load client", arg_lists)
+    ask_check(load, "load client", arg_lists, runner_words)
 
 
 def check_combinations_load(ctx, capacity=None):
@@ -123,6 +135,9 @@ class Context:
 
 
 def run_matrix(args):
+    """Checks the matrix, the binaries and the result directory, then runs the matrix. Nothing
+    is written before every check has passed; SIGINT or SIGTERM after the result directory
+    exists is raised as Interrupted, which names the directory the runs so far are in."""
     path = find_matrix(args.matrix)
     for binary in (args.server, args.load):
         if not os.access(binary, os.X_OK):
@@ -161,6 +176,8 @@ def run_matrix(args):
             and not shutil.which(REDIS_SERVER)):
         raise MatrixError("%s is not installed (./lab setup installs it): the matrix has "
                           "target redis runs" % REDIS_SERVER)
+    plan = [(rep, number, combo) for rep in range(1, matrix.repeat + 1)
+            for number, combo in enumerate(matrix.combinations, 1)]
 
     out_dir = args.out or result_dir(os.path.join(ROOT, "results"))
     ctx.runs_dir = os.path.join(out_dir, "runs")
@@ -174,7 +191,24 @@ def run_matrix(args):
         raise MatrixError("cannot use %s as the result directory: %s" % (out_dir, e.strerror))
     if not os.access(ctx.runs_dir, os.W_OK | os.X_OK):
         raise MatrixError("cannot write to the result directory %s" % out_dir)
+    try:
+        return run_plan(ctx, path, text, strategies, plan, out_dir)
+    except KeyboardInterrupt as e:
+        raise Interrupted(ctx.runs_dir) from e
 
+
+def time_left(expected_left, runs_left, overhead):
+    """The progress line's estimate of the time left: the expected lengths of the runs still to
+    come (expected_seconds), plus for each of them the overhead, what a run so far took beyond
+    its expected length (starting the server, connecting, the drain, verifying; negative where
+    runs end sooner than assumed, as a closed loop with --events may)."""
+    return max(0.0, expected_left + overhead * runs_left)
+
+
+def run_plan(ctx, path, text, strategies, plan, out_dir):
+    """The capacity runs of an overload matrix, then every run of the plan with a progress line
+    on stderr, then the results: written, and printed on stdout. Returns the exit status."""
+    matrix = ctx.matrix
     started = time.monotonic()
     capacity_runs = []
     capacity = None
@@ -189,22 +223,27 @@ def run_matrix(args):
         except MatrixError as e:
             raise MatrixError("at the measured capacity of %.0f events/s, %s" % (capacity, e))
 
-    plan = [(rep, number, combo) for rep in range(1, matrix.repeat + 1)
-            for number, combo in enumerate(matrix.combinations, 1)]
     print("%s: %d combinations x %d repetitions = %d runs -> %s" % (
         os.path.basename(path), len(matrix.combinations), matrix.repeat, len(plan), out_dir),
         file=sys.stderr)
+    expected = [expected_seconds(load_parameters(matrix, combo, capacity)[0])
+                for combo in matrix.combinations]
+    expected_left = sum(expected) * matrix.repeat
+    expected_done = 0.0
     rows = []
     run_started = time.monotonic()
-    per_run = (matrix.load.get("duration") or 5) + float(matrix.load["warmup"]) + 1.0
     for index, (rep, number, combo) in enumerate(plan, 1):
         elapsed = time.monotonic() - run_started
-        estimate = (elapsed / (index - 1) if index > 1 else per_run) * (len(plan) - index + 1)
+        finished = index - 1
+        overhead = (elapsed - expected_done) / finished if finished else RUN_OVERHEAD_S
         print("[run %d/%d] %s (rep %d)  elapsed %s, ~%s left" % (
             index, len(plan), describe(combo), rep, clock(time.monotonic() - started),
-            clock(estimate)), file=sys.stderr, flush=True)
+            clock(time_left(expected_left, len(plan) - finished, overhead))),
+            file=sys.stderr, flush=True)
         row = run_once(ctx, index, rep, number, combo, capacity)
         rows.append(row)
+        expected_done += expected[number - 1]
+        expected_left -= expected[number - 1]
         status = "verified" if row["verified"] == "true" else "NOT VERIFIED: " + row["failure"]
         rate = "%.0f events/s" % float(row["events_per_s"]) if row["events_per_s"] != "" else "-"
         print("          %s, p99 %s, %s" % (rate, fmt_us(row["p99_us"]), status),

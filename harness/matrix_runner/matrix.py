@@ -26,6 +26,11 @@ OPEN_LOOP_ONLY = ("max_inflight", "timeout_ms")
 # --list-strategies print and exit instead of serving.
 RUNNER_SERVER_FLAGS = ("port", "check", "help", "list_strategies")
 
+# The most runs per combination a matrix may ask for: more than enough to settle any difference
+# these runs can resolve, and a bound on a typo such as 100000000, which would otherwise run for
+# years.
+MAX_REPEAT = 1000
+
 # What a value of the matrix may be, by the flag it becomes. No flag of anubis-server or
 # anubis-load takes a boolean, a date, an array or a table.
 NUMBER, TEXT, NUMBER_OR_TEXT = "a number", "a string", "a string or a number"
@@ -59,10 +64,11 @@ def check_value(value, where, kind=NUMBER_OR_TEXT):
 
 
 def check_list(values, where, key, kind, every=None):
-    """The values of an axis (or of [overload] multiples): a non-empty list of values of the
-    kind, or "all" for an axis that knows all its values (every). A bare value is refused
+    """The values of an axis (or of [overload] multiples): a non-empty list of distinct values
+    of the kind, or "all" for an axis that knows all its values (every). A bare value is refused
     rather than taken as a list of one, because `queue = "all"` and `queue = "mutex"` would
-    then look alike and mean different things."""
+    then look alike and mean different things. A value listed twice (1 and 1.0 are one flag
+    value) would run the same combination twice as two combinations, ranked apart."""
     if every is not None and values == "all":
         return every
     if not isinstance(values, list):
@@ -71,8 +77,17 @@ def check_list(values, where, key, kind, every=None):
             where, ' or "all"' if every is not None else "", toml_text(values), hint))
     if not values:
         raise MatrixError("%s has no values" % where)
+    seen = {}  # flag value -> the value that gave it first
     for value in values:
         check_value(value, "%s values" % where, kind)
+        text = number_text(value)
+        if text in seen:
+            first = seen[text]
+            spelt = ("" if toml_text(first) == toml_text(value)
+                     else " (as %s and %s)" % (toml_text(first), toml_text(value)))
+            raise MatrixError("%s lists %s twice%s: each value is one combination, and repeat "
+                              "says how many runs it gets" % (where, toml_text(first), spelt))
+        seen[text] = value
     return values
 
 
@@ -120,9 +135,11 @@ def matrix_server_flag(key, server_flags):
 
 
 def check_repeat(value, where):
-    """Runs per combination: an integer >= 1 (0 would run nothing and still exit 0)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MatrixError("%s must be an integer >= 1, not %s" % (where, toml_text(value)))
+    """Runs per combination: an integer from 1 (0 would run nothing and still exit 0) to
+    MAX_REPEAT."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT:
+        raise MatrixError("%s must be an integer from 1 to %d, not %s" % (
+            where, MAX_REPEAT, toml_text(value)))
     return value
 
 
@@ -297,7 +314,12 @@ class Matrix:
     def check_loop_flags(self):
         """Refuses load flags the loop of a combination would ignore: anubis-load takes
         --pipeline in the closed loop only and --max-inflight / --timeout-ms in the open loop
-        only. An overload matrix's pipeline shapes its closed-loop capacity run."""
+        only. An overload matrix's [load] pipeline shapes its closed-loop capacity run; a
+        pipeline axis there would change no run."""
+        if self.multiples and "pipeline" in self.axes:
+            raise MatrixError("a pipeline axis would apply to no run of an overload matrix: its "
+                              "open-loop runs have no pipeline, and its capacity runs take "
+                              "[load] pipeline")
         for combo in self.combinations:
             rate = combo["rate"] if "rate" in combo else self.load.get("rate")
             if "rate_multiple" in combo:
@@ -313,6 +335,15 @@ class Matrix:
                         " and ".join(stray), " and ".join("--" + k.replace("_", "-")
                                                           for k in stray)))
 
+    def unvaried_server_values(self):
+        """Every anubis-server flag the runner records (the server columns and each [server]
+        flag) as a run has it where no axis varies it: the matrix's [server] value, else the
+        server's default from --help. meta.json records these; the combination whose server
+        columns all equal them is the baseline of the summary's ratio."""
+        values = dict(self.server_defaults)
+        values.update(self.fixed_server)
+        return values
+
     def default_value(self, key):
         kind, _ = self.axes[key]
         if kind == "target":
@@ -320,7 +351,18 @@ class Matrix:
         if kind == "load":
             value = self.load.get(key)
             return None if value is None else number_text(value)
-        return number_text(self.fixed_server.get(key, self.server_defaults.get(key, "")))
+        return number_text(self.unvaried_server_values().get(key, ""))
+
+    def without_unused(self, combo):
+        """The combination with None for each value its run does not use: the ANUBIS server's
+        axes in a Redis run (Redis has no server strategies or flags), zipf_s in a run that is
+        not Zipf. Combinations alike once these are dropped are one configuration, which runs
+        once per repetition rather than as rows ranked apart."""
+        redis = combo.get("target") == "redis"
+        zipf = combo.get("distribution", self.load["distribution"]) == "zipf"
+        return {k: None if (redis and self.axes[k][0] in ("registry", "server"))
+                or (k == "zipf_s" and not zipf) else v
+                for k, v in combo.items()}
 
     def expand(self):
         """The combinations, each a dict axis -> value (plus "rate_multiple" with [overload])."""
@@ -335,12 +377,8 @@ class Matrix:
                 for v in self.axes[k][1]:
                     if v != base[k]:
                         combos.append(dict(base, **{k: v}))
-        # A Redis run has no server strategies: axes of the ANUBIS server do not apply to it.
         unique, seen = [], set()
-        for c in combos:
-            if c.get("target", "anubis") == "redis":
-                c = {k: (v if self.axes[k][0] in ("target", "load") else None)
-                     for k, v in c.items()}
+        for c in map(self.without_unused, combos):
             key = tuple(sorted((k, str(v)) for k, v in c.items()))
             if key not in seen:
                 seen.add(key)

@@ -50,6 +50,8 @@ def parse_cpus(text):
     use, is a MatrixError."""
     if text in (None, ""):
         return []
+    allowed = os.sched_getaffinity(0)
+    allowed_text = ",".join(map(str, sorted(allowed)))
     cpus = []
     for part in str(text).split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
@@ -60,12 +62,15 @@ def parse_cpus(text):
         hi = int(match.group(2)) if match.group(2) is not None else lo
         if hi < lo:
             raise MatrixError("CPU list %r: the range %s is empty" % (text, part.strip()))
+        # Bounded before it is expanded: a range such as 0-999999999 would fill the memory.
+        if hi > max(allowed):
+            raise MatrixError("CPU list %r: CPU %d not available to this process (allowed: %s)"
+                              % (text, hi, allowed_text))
         cpus.extend(range(lo, hi + 1))
-    allowed = os.sched_getaffinity(0)
     missing = [c for c in cpus if c not in allowed]
     if missing:
-        raise MatrixError("CPU %s not available to this process (allowed: %s)" % (
-            ",".join(map(str, missing)), ",".join(map(str, sorted(allowed)))))
+        raise MatrixError("CPU list %r: CPU %s not available to this process (allowed: %s)" % (
+            text, ",".join(map(str, missing)), allowed_text))
     return cpus
 
 
@@ -133,10 +138,13 @@ class AnubisServer:
     whatever --bind the flags chose."""
 
     LISTENING = re.compile(r"listening on (\[[^\]]*\]|.*):(\d+)$")
+    # Every server started here listens on a free port of the kernel's choosing, and is asked
+    # --check with the same port, since --check tries the address and port.
+    PORT_FLAGS = ("--port", "0")
 
     def __init__(self, binary, flags, cpus, log_path):
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([binary, "--port", "0", *flags], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([binary, *self.PORT_FLAGS, *flags], stdout=subprocess.PIPE,
                                      stderr=self.log, preexec_fn=child_preexec(cpus))
         self.out = [""]
         match = read_line_matching(self.proc.stdout.fileno(), self.LISTENING,
@@ -144,8 +152,9 @@ class AnubisServer:
         if not match:
             code, _ = wait_rusage(self.proc, time.monotonic() + 5)
             self.close()
-            raise RuntimeError("server did not report `listening on` (exit %s): %s" % (
-                code, tail(log_path)))
+            said = tail(log_path)
+            raise RuntimeError("server did not report `listening on` (exit %s) and %s" % (
+                code, "wrote to stderr: " + said if said else "wrote nothing to stderr"))
         self.host = match.group(1).removeprefix("[").removesuffix("]")
         self.port = int(match.group(2))
 

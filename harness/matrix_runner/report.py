@@ -109,12 +109,12 @@ def summarise(ctx, rows, capacity):
             s["%s_median" % key] = round(statistics.median(values), 3) if values else ""
         out.append(s)
     # Ratios against the capacity (overload), else against the combination that runs the
-    # server's defaults, else against the first combination.
+    # server's defaults (with the matrix's [server] flags), else against the first combination.
     base = capacity
     if not base and out:
+        unvaried = ctx.matrix.unvaried_server_values()
         defaults = [s for s in out if s["target"] == "anubis" and all(
-            str(s[k]) == str(ctx.matrix.server_defaults.get(k, ""))
-            for k in ctx.matrix.server_axis_columns)]
+            str(s[k]) == str(unvaried.get(k, "")) for k in ctx.matrix.server_axis_columns)]
         base_row = (defaults or out)[0]
         base_row["baseline"] = "defaults" if defaults else "first"  # named under the table
         base = base_row["events_per_s_median"]
@@ -227,6 +227,15 @@ def summary_columns(ctx):
             + [c for c in SUMMARY_RESULT_COLUMNS if c != "rank"])
 
 
+def repository_path(path):
+    """A file's path as meta.json records it: relative to the repository when the file really is
+    inside it (symlinks resolved, wherever the runner was started from), else absolute."""
+    real, root = os.path.realpath(path), os.path.realpath(ROOT)
+    if os.path.commonpath([real, root]) == root:
+        return os.path.relpath(real, root)
+    return os.path.abspath(path)
+
+
 def capacity_record(matrix, capacity_runs):
     """meta.json's capacity: the median the rates were computed from, the spread of the runs it
     is the median of, and each run's events/s (runs/capacity-N-load.json in order)."""
@@ -244,7 +253,7 @@ def meta(ctx, path, text, strategies, rows, capacity_runs, started):
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv,
-        "matrix_path": os.path.relpath(path, ROOT) if path.startswith(ROOT) else path,
+        "matrix_path": repository_path(path),
         "matrix": text,
         "git": git_info(),
         "build": build_info(ctx.server),
@@ -254,7 +263,7 @@ def meta(ctx, path, text, strategies, rows, capacity_runs, started):
         "load": ctx.load,
         "redis": {"version": ctx.redis_version} if ctx.redis_version else None,
         "strategies": strategies,
-        "server_defaults": matrix.server_defaults,
+        "server_defaults": matrix.unvaried_server_values(),
         "axes": {k: {"kind": kind, "values": v} for k, (kind, v) in matrix.axes.items()},
         "combinations": len(matrix.combinations),
         "repeat": matrix.repeat,

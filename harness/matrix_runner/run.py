@@ -3,6 +3,7 @@ server, the checks that decide whether it is verified, and its row of results.cs
 run of an overload matrix is one closed-loop run of the default server."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,13 +17,15 @@ from .processes import (AnubisServer, RedisServer, child_preexec, signal_child, 
                         wait_rusage)
 
 LOAD_JSON_SCHEMA = 2  # the anubis-load --json-out layout this runner reads (docs/RESULTS.md)
-LOAD_GRACE_S = 120  # beyond duration + warmup: connecting, draining, verifying
+LOAD_GRACE_S = 120  # beyond a run's expected length: connecting, draining, verifying
+# The length assumed for a closed loop with --events, which goes as fast as the server answers
+# and so has no length known in advance.
+CLOSED_LOOP_EVENTS_S = 60
 
 
 def server_flags_for(matrix, combo):
     """The anubis-server flags of a combination and the value of every server column."""
-    values = dict(matrix.server_defaults)
-    values.update(matrix.fixed_server)
+    values = matrix.unvaried_server_values()
     flags = []
     for key, value in matrix.fixed_server.items():
         if key not in matrix.axes:
@@ -66,9 +69,14 @@ def load_parameters(matrix, combo, capacity):
     return params, passed
 
 
+def runner_load_words(host, port):
+    """The words every load command starts with, the runner's rather than the matrix's: the
+    address of the run's server, and what the runner needs of every run."""
+    return ["--host", host, "--port", str(port), "--verify", "--quiet"]
+
+
 def load_command(binary, load_flags, host, port, target, params, passed, client_cpus, json_out):
-    cmd = [binary, "--host", host, "--port", str(port), "--verify", "--quiet",
-           "--json-out", json_out]
+    cmd = [binary, *runner_load_words(host, port), "--json-out", json_out]
     if target != "anubis":
         cmd += ["--target", target]
     for key in LOAD_DEFAULTS:
@@ -122,10 +130,16 @@ def accepted_problems(final, summary):
     return ["server accepted %s, client counted %s" % (final.get("accepted"), client)]
 
 
-def load_problems(code, result):
-    """What is wrong with an anubis-load run: exit status and its --verify verdict."""
+def load_problems(code, result, stopped_at=None):
+    """What is wrong with an anubis-load run: exit status and its --verify verdict. stopped_at
+    is the time limit (load_time_limit) at which the runner killed it, if it did."""
     problems = []
-    if code != 0:
+    if stopped_at is not None:
+        limit, expected = (number_text(round(s, 1)) for s in (stopped_at,
+                                                               stopped_at - LOAD_GRACE_S))
+        problems.append("anubis-load stopped at the runner's time limit of %s s (the run's "
+                        "expected %s s + %d s)" % (limit, expected, LOAD_GRACE_S))
+    elif code != 0:
         problems.append(exit_text("anubis-load", code))
     if result is None:
         problems.append("anubis-load wrote no JSON")
@@ -143,17 +157,42 @@ def load_problems(code, result):
     return problems
 
 
+def expected_seconds(params):
+    """How long anubis-load's load lasts, warm-up included, by its effective parameters
+    (load_parameters): --duration; with --events in the open loop, its schedule (each connection
+    sends at most ceil(events / connections) events, connections / rate seconds apart); with
+    --events in the closed loop, CLOSED_LOOP_EVENTS_S."""
+    if params.get("events") is None:
+        measured = float(params["duration"])
+    elif params.get("rate") is not None:
+        connections = float(params["connections"])
+        measured = (math.ceil(float(params["events"]) / connections) * connections
+                    / float(params["rate"]))
+    else:
+        measured = CLOSED_LOOP_EVENTS_S
+    return measured + float(params["warmup"])
+
+
+def load_time_limit(params):
+    """Seconds after which the runner kills anubis-load: its expected length and a grace."""
+    return expected_seconds(params) + LOAD_GRACE_S
+
+
 def run_load(cmd, params, cpus, log_path):
-    """Runs anubis-load to its end (killed past its time budget, or when the runner itself is
-    interrupted, so that no load client outlives the runner). Returns (exit code, rusage)."""
-    duration = params.get("duration")
-    budget = (float(duration) if duration is not None else 60) + float(params["warmup"])
+    """Runs anubis-load to its end (killed at its time limit, or when the runner itself is
+    interrupted, so that no load client outlives the runner). Returns (exit code, rusage, the
+    time limit in s if the runner killed it there, else None)."""
+    limit = load_time_limit(params)
     load = None
     try:
         with open(log_path, "w") as log:
             load = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                     preexec_fn=child_preexec(cpus))
-        return wait_rusage(load, time.monotonic() + budget + LOAD_GRACE_S)
+        deadline = time.monotonic() + limit
+        code, usage = wait_rusage(load, deadline)
+        # wait_rusage kills it with SIGKILL once the deadline has passed.
+        stopped = code == -signal.SIGKILL and time.monotonic() > deadline
+        return code, usage, limit if stopped else None
     finally:
         if load is not None and load.returncode is None:
             signal_child(load, signal.SIGKILL)
@@ -214,9 +253,10 @@ def run_once(ctx, index, repetition, combination, combo, capacity):
             ctx.redis_version = ctx.redis_version or server.version()
         cmd = load_command(ctx.load, ctx.load_flags, server.host, server.port, target, params,
                            passed, matrix.client_cpus, json_out)
-        load_code, load_usage = run_load(cmd, params, matrix.client_cpus, stem + "-load.log")
+        load_code, load_usage, stopped_at = run_load(cmd, params, matrix.client_cpus,
+                                                     stem + "-load.log")
         result = read_load_json(json_out)
-        problems += load_problems(load_code, result)
+        problems += load_problems(load_code, result, stopped_at)
         if load_code != 0:
             problems.append("load log: %s" % tail(stem + "-load.log", 2))
         if target == "anubis":
@@ -304,7 +344,7 @@ def capacity_run(ctx, number):
         server = AnubisServer(ctx.server, fixed, matrix.server_cpus, stem + "-server.log")
         cmd = load_command(ctx.load, ctx.load_flags, server.host, server.port, "anubis", params,
                            passed, matrix.client_cpus, stem + "-load.json")
-        code, _ = run_load(cmd, params, matrix.client_cpus, stem + "-load.log")
+        code, _, stopped_at = run_load(cmd, params, matrix.client_cpus, stem + "-load.log")
         scode, final, _ = server.stop()
         server = None
     except RuntimeError as e:  # the server did not start
@@ -313,7 +353,7 @@ def capacity_run(ctx, number):
         if server is not None:
             server.kill()
     result = read_load_json(stem + "-load.json")
-    problems = load_problems(code, result) + final_problems(final, scode)
+    problems = load_problems(code, result, stopped_at) + final_problems(final, scode)
     if code != 0:
         problems.append("load log: %s" % tail(stem + "-load.log", 2))
     if problems:
