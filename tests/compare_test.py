@@ -12,7 +12,7 @@ import sys
 import tempfile
 import unittest
 
-from harness_testing import WAIT_S, ended, write_script
+from harness_testing import PID_FIFO_WRAPPER, WAIT_S, ended, write_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.environ.get("ANUBIS_SERVER", os.path.join(ROOT, "build/release/src/anubis-server"))
@@ -27,16 +27,6 @@ QUESTIONS = ("--check", "--help", "--list-strategies")
 # real binary, so a test knows whether and how compare started it.
 RECORDING_WRAPPER = """#!/bin/sh
 echo "$*" >> "%(record)s"
-exec "%(real)s" "$@"
-"""
-
-# Hands its pid to the test through a FIFO when it is a run (not a question), then runs the real
-# binary, so the test learns when the run has started without polling.
-PID_FIFO_WRAPPER = """#!/bin/sh
-case " $* " in
-  *" --check "*|*" --help "*|*" --list-strategies "*) ;;
-  *) echo $$ > "%(fifo)s" ;;
-esac
 exec "%(real)s" "$@"
 """
 

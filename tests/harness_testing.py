@@ -7,6 +7,16 @@ import select
 # Bounds every wait on a child, so that a regression fails the test instead of hanging it.
 WAIT_S = 30
 
+# Runs the real binary, first handing its pid through a FIFO when it is a run (not --help,
+# --check or --list-strategies), so the test can wait for the run to start without polling.
+PID_FIFO_WRAPPER = """#!/bin/sh
+case " $* " in
+  *" --help "*|*" --check "*|*" --list-strategies "*) ;;
+  *) echo $$ > "%(fifo)s" ;;
+esac
+exec "%(real)s" "$@"
+"""
+
 
 def write_script(path, template, **values):
     with open(path, "w") as f:

@@ -25,7 +25,7 @@ from unittest import mock
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "harness"))
 
-from harness_testing import write_script  # noqa: E402
+from harness_testing import PID_FIFO_WRAPPER, write_script  # noqa: E402
 from matrix_runner import report, run  # noqa: E402
 from matrix_runner.binaries import help_defaults, server_strategies  # noqa: E402
 from matrix_runner.columns import (FIXED_SERVER_COLUMNS, HEAD_COLUMNS, LOAD_COLUMNS,  # noqa: E402
@@ -968,16 +968,6 @@ class OpenLoopMatrixTest(unittest.TestCase):
     def test_report_names_overrides(self):
         self.assertIn("test: open loop (overridden: --repeat 1)", self.result.stdout)
 
-
-# Runs the real binary, first handing its pid through a FIFO when it is a run (not --help,
-# --check or --list-strategies), so the test can wait for the run to start without polling.
-PID_FIFO_WRAPPER = """#!/bin/sh
-case " $* " in
-  *" --help "*|*" --check "*|*" --list-strategies "*) ;;
-  *) echo $$ > "%(fifo)s" ;;
-esac
-exec "%(real)s" "$@"
-"""
 
 
 # Answers --help and --list-strategies as the real server does, but on --check hands its pid
