@@ -228,14 +228,13 @@ struct SenderLog {
 // stops sending at the first shutting_down reply or failed send. Every reply must be accepted,
 // server_busy or shutting_down, in request order. `replies_seen` counts replies for the main
 // thread, which `progress` wakes.
-void send_until_closed(std::uint16_t port, int seed, std::atomic<std::int64_t>& replies_seen,
+void send_until_closed(Client& client, int seed, std::atomic<std::int64_t>& replies_seen,
                        std::condition_variable& progress, SenderLog& log) {
   constexpr int kWindow = 50;
   constexpr int kUsers = 100;
   std::mt19937 rng(static_cast<std::uint32_t>(seed));
   std::uniform_int_distribution<int> user_of(0, kUsers - 1);
   std::uniform_int_distribution<std::int64_t> amount_of(1, 500);
-  Client client(port);
   const Deadline deadline = deadline_in(kDrainTimeout);
   struct Sent {
     std::int64_t id;
@@ -306,6 +305,13 @@ TEST_P(ShutdownUnderLoad, AppliesExactlyTheAcceptedEventsAndExitsPromptly) {
     ASSERT_EQ(idle.back().request(health_line()), health_reply());  // accepted, then silent
   }
 
+  // Connected and served once before any sends, so that every sender is in when the stop comes
+  // however the threads are scheduled (one sender alone may reach kRepliesBeforeStop).
+  std::vector<Client> sender_clients;
+  for (int s = 0; s < kSenders; ++s) {
+    sender_clients.emplace_back(server.port());
+    ASSERT_EQ(sender_clients.back().request(health_line()), health_reply());
+  }
   std::atomic<std::int64_t> replies_seen{0};
   std::mutex mutex;
   std::condition_variable progress;
@@ -314,7 +320,7 @@ TEST_P(ShutdownUnderLoad, AppliesExactlyTheAcceptedEventsAndExitsPromptly) {
   for (int s = 0; s < kSenders; ++s) {
     senders.emplace_back([&, s] {
       try {
-        send_until_closed(server.port(), s + 1, replies_seen, progress, logs[s]);
+        send_until_closed(sender_clients[s], s + 1, replies_seen, progress, logs[s]);
       } catch (const std::exception& e) {
         logs[s].failure = e.what();
       }
