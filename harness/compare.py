@@ -43,8 +43,9 @@ import time
 # runner.py: compare shares its process handling and its verdicts on a run.
 from matrix_runner import ROOT
 from matrix_runner.binaries import flag, help_defaults, normalise, server_strategies
-from matrix_runner.cli_types import positive_int, positive_seconds, run_tool
-from matrix_runner.execute import STAND_IN_HOST, STAND_IN_PORT, ask_check, check_load_flags
+from matrix_runner.cli_types import positive_int, positive_seconds, run_count, run_tool
+from matrix_runner.execute import (STAND_IN_HOST, STAND_IN_PORT, ask_check, check_load_flags,
+                                   require_check)
 from matrix_runner.matrix import RUNNER_SERVER_FLAGS
 from matrix_runner.processes import AnubisServer, child_preexec, signal_child, tail, wait_rusage
 from matrix_runner.report import machine_info
@@ -123,7 +124,7 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", required=True, type=Variant,
                         help='server flags, optionally starting with "clients=N"')
-    parser.add_argument("--repeat", type=positive_int, default=3, help="runs per variant")
+    parser.add_argument("--repeat", type=run_count, default=3, help="runs per variant")
     parser.add_argument("--duration", type=positive_seconds, default=5, help="seconds per run")
     parser.add_argument("--connections", type=positive_int, default=50,
                         help="connections per run, split over a variant's load processes")
@@ -133,6 +134,9 @@ def parse_args(argv):
     parser.add_argument("--load", default=os.path.join(ROOT, "build/release/harness/anubis-load"))
     args = parser.parse_args(join_variants(sys.argv[1:] if argv is None else argv))
     for v in args.variant:
+        # argparse drops a value that is "--" before any type sees it, leaving a list.
+        if not isinstance(v, Variant):
+            parser.error("argument --variant: '--' is not a server flag")
         if v.clients > args.connections:
             parser.error("variant %r: %d load processes need at least %d connections, not %d "
                          "(--connections)" % (v.text, v.clients, v.clients, args.connections))
@@ -157,8 +161,7 @@ def check_setup(args):
             raise CompareError("%s is not built (./lab build release)" % binary)
     server_strategies(args.server)  # refuses a binary that is not anubis-server
     load_flags, _ = help_defaults(args.load)
-    if "check" not in load_flags:
-        raise CompareError("%s lacks --check: rebuild it (./lab build release)" % args.load)
+    require_check(args.load, load_flags)
     ask_check(args.server, "server", [v.flags for v in args.variant],
               common=AnubisServer.PORT_FLAGS)
     # The runner's stand-in address: each run's own server gives the real one.
@@ -215,7 +218,10 @@ def run_once(args, load_flags, variant, run_dir):
     problems += final_problems(final, server_code)
 
     summaries = [(r or {}).get("summary") or {} for r in results]
-    opened = [((r or {}).get("parameters") or {}).get("connections") for r in results]
+    # Asked for, less those that could not be made or broke.
+    opened = [None if s.get("failed_connections") is None
+              else ((r or {}).get("parameters") or {}).get("connections", 0)
+              - s["failed_connections"] for r, s in zip(results, summaries)]
     rates = [s.get("events_per_s") for s in summaries]
     if None in rates or None in opened:
         return None, opened, problems or ["anubis-load reported no events/s"]

@@ -38,9 +38,10 @@ import tempfile
 # runner.py: redis_peer shares its process handling, its argument types and its verdicts on a
 # load run.
 from matrix_runner import ROOT
-from matrix_runner.cli_types import positive_int, positive_seconds, run_tool
+from matrix_runner.binaries import help_defaults
+from matrix_runner.cli_types import positive_int, positive_seconds, run_count, run_tool
 from matrix_runner.errors import MatrixError
-from matrix_runner.execute import ask_check
+from matrix_runner.execute import ask_check, require_check
 from matrix_runner.processes import RedisServer, child_preexec, parse_cpus, tail
 from matrix_runner.report import machine_info
 from matrix_runner.run import LOAD_GRACE_S, exit_text, load_problems, read_load_json
@@ -85,7 +86,7 @@ def parse_args(argv):
                              "--connections x --pipeline and at most %d" % MAX_REQUESTS)
     parser.add_argument("--duration", type=positive_seconds, default=5,
                         help="seconds per anubis-load run")
-    parser.add_argument("--runs", type=positive_int, default=3, help="pairs of runs")
+    parser.add_argument("--runs", type=run_count, default=3, help="pairs of runs")
     parser.add_argument("--client-cpu", type=int, default=0)
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--min-ratio", type=min_ratio, default=0.9,
@@ -126,6 +127,7 @@ def check_setup(args):
             raise PeerError("%s is not installed (./lab setup installs it)" % tool)
     if not (os.path.isfile(args.load) and os.access(args.load, os.X_OK)):
         raise PeerError("%s is not built (./lab build release)" % args.load)
+    require_check(args.load, help_defaults(args.load)[0])
     ask_check(args.load, "load client", [load_args(args, STAND_IN_PORT)])
 
 

@@ -39,10 +39,10 @@ they lead to is one the load client refuses). Columns, keys and the matrix rules
 
 import argparse
 import os
-import signal
 import sys
 
 from matrix_runner import ROOT
+from matrix_runner.cli_types import stop_on_signals
 from matrix_runner.errors import Interrupted, MatrixError
 from matrix_runner.execute import run_matrix
 
@@ -62,9 +62,10 @@ def main(argv=None):
     parser.add_argument("--load", default=os.environ.get(
         "ANUBIS_LOAD", os.path.join(ROOT, "build/release/harness/anubis-load")))
     args = parser.parse_args(argv)
-    # SIGTERM ends the runner as Ctrl-C does: by an exception, so that every run's cleanup (kill
-    # its server and load client) happens before it exits instead of leaving them behind.
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    # SIGTERM and SIGHUP end the runner as Ctrl-C does: by an exception, so that every run's
+    # cleanup (kill its server and load client) happens before it exits instead of leaving them
+    # behind.
+    stop_on_signals()
     try:
         return run_matrix(args)
     except MatrixError as e:
@@ -76,10 +77,6 @@ def main(argv=None):
     except KeyboardInterrupt:  # before the result directory was made: nothing was written
         print("runner: interrupted", file=sys.stderr)
         return 130
-
-
-def stop_on_signal(signum, frame):
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -98,6 +98,8 @@ class ArgumentTest(RecordingTest):
         (("--variant", "", "--duration", "0"), "--duration"),
         (("--variant", "", "--duration", "inf"), "--duration"),
         (("--variant", "", "--repeat", "0"), "--repeat"),
+        (("--variant", "", "--repeat", "1001"), "--repeat"),
+        (("--variant", "--"), "'--' is not a server flag"),
         (("--variant", "", "--connections", "0"), "--connections"),
         (("--variant", "", "--pipeline", "-1"), "--pipeline"),
         (("--variant", "", "--users", "many"), "--users"),
@@ -171,6 +173,8 @@ class VerifiedTest(RecordingTest):
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertIn("NOT VERIFIED", result.stderr)
         self.assertIn("1 of 2 runs were NOT verified", result.stderr)
+        # What the load process opened, not what it was asked for: one connection was refused.
+        self.assertIn("opened 1 connections, not 2", result.stderr)
         defaults, limited = table(result.stdout)
         self.assertEqual(defaults[0], "(defaults)")
         self.assertEqual(defaults[-2:], ["1.00x", "1/1"])
@@ -252,7 +256,8 @@ class InterruptTest(unittest.TestCase):
     # its own cleanup (exit 130), SIGKILL through the kernel's parent-death signal. Either would
     # otherwise run its 60 s.
     def test_signal_leaves_nothing_running(self):
-        for sig, status in ((signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)):
+        for sig, status in ((signal.SIGTERM, 130), (signal.SIGHUP, 130),
+                            (signal.SIGKILL, -signal.SIGKILL)):
             with self.subTest(signal=sig.name):
                 self.interrupt(sig, status)
 

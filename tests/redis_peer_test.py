@@ -23,8 +23,8 @@ REDIS_SERVER = shutil.which("redis-server") or "/nonexistent/redis-server"
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/nonexistent/redis-benchmark"
 HAVE_REDIS = os.path.exists(REDIS_SERVER) and os.path.exists(REDIS_BENCHMARK)
 
-# Appends its name, pid and arguments to the record file, one line per start (--check
-# included), then runs the real program under the same pid, so a test knows whether, how and as
+# Appends its name, pid and arguments to the record file, one line per start (--check and
+# --help included), then runs the real program under the same pid, so a test knows whether, how and as
 # which process redis_peer started it.
 RECORDING_WRAPPER = """#!/bin/sh
 echo "%(name)s $$ $*" >> "%(record)s"
@@ -33,14 +33,14 @@ exec "%(real)s" "$@"
 """
 
 # The wrapper's extra line that hands its pid to the test through a FIFO when it is a run (not
-# a --check), so the test learns when that run has started without polling.
-ANNOUNCE = 'case " $* " in *" --check "*) ;; *) echo $$ > "%s" ;; esac'
+# a question: --check or --help), so the test learns when that run has started without polling.
+ANNOUNCE = 'case " $* " in *" --check "*|*" --help "*) ;; *) echo $$ > "%s" ;; esac'
 
-# A client that answers --check as the real one does but fails every run, as one that cannot
-# connect would: exit 1, no JSON, and a reason on stderr.
+# A client that answers questions (--check, --help) as the real one does but fails every run,
+# as one that cannot connect would: exit 1, no JSON, and a reason on stderr.
 FAILING_CLIENT = """#!/bin/sh
 echo "%(name)s $$ $*" >> "%(record)s"
-case " $* " in *" --check "*) exec "%(real)s" "$@" ;; esac
+case " $* " in *" --check "*|*" --help "*) exec "%(real)s" "$@" ;; esac
 echo "%(name)s: cannot connect" >&2
 exit 1
 """
@@ -91,7 +91,7 @@ class PeerTest(unittest.TestCase):
                               text=True, timeout=120)
 
     def starts(self):
-        """(name, pid, arguments) of every program a wrapper started, --check calls included."""
+        """(name, pid, arguments) of every program a wrapper started, questions included."""
         if not os.path.exists(self.record):
             return []
         with open(self.record) as f:
@@ -105,14 +105,16 @@ class PeerTest(unittest.TestCase):
             os.remove(self.record)
 
     def runs(self):
-        """The names of the programs started for a run, --check calls left out."""
-        return [name for name, _, words in self.starts() if "--check" not in words]
+        """The names of the programs started for a run, questions (--check, --help) left out."""
+        return [name for name, _, words in self.starts()
+                if "--check" not in words and "--help" not in words]
 
 
 class ArgumentTest(PeerTest):
     BAD_ARGUMENTS = (
         (("--runs", "0"), "--runs"),
         (("--runs", "-1"), "--runs"),
+        (("--runs", "1001"), "--runs"),
         (("--min-ratio", "nan"), "--min-ratio"),
         (("--min-ratio", "-0.5"), "--min-ratio"),
         (("--requests", "0"), "--requests"),
@@ -148,7 +150,7 @@ class SetupTest(PeerTest):
         self.assertIn("redis_peer: error: the load client refuses", result.stderr)
         self.assertIn("--users: Value 20000000 not in range", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
-        self.assertEqual([name for name, _, _ in self.starts()], ["anubis-load"])
+        self.assertEqual({name for name, _, _ in self.starts()}, {"anubis-load"})
         self.assertEqual(self.runs(), [])
 
     # A load client that is not there is found before the first run, not after a benchmark run.
@@ -157,6 +159,16 @@ class SetupTest(PeerTest):
         result = self.run_peer(*TINY_RUN)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("no-anubis-load is not built", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertEqual(self.starts(), [])
+
+    # A program that is not anubis-load (no --check among its flags) is refused before the first
+    # run: its exit status alone would pass any check.
+    def test_foreign_load_exit_2_before_any_run(self):
+        self.load = "/bin/true"
+        result = self.run_peer(*TINY_RUN)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("/bin/true lacks --check", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
         self.assertEqual(self.starts(), [])
 

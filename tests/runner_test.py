@@ -669,8 +669,17 @@ class CommandLineTest(unittest.TestCase):
     # matrix error naming it (exit 2), not a traceback.
     def test_unreadable_matrix_exit_2(self):
         with tempfile.TemporaryDirectory() as tmp:
-            self.assertRefused(self.runner(matrix=tmp),
-                               "cannot read the matrix %s: Is a directory" % tmp)
+            # Not regular files: a FIFO would block the read, /dev/zero would never end it.
+            fifo = os.path.join(tmp, "fifo.toml")
+            os.mkfifo(fifo)
+            for path in (tmp, fifo, "/dev/zero"):
+                self.assertRefused(self.runner(matrix=path),
+                                   "the matrix %s is not a regular file" % path)
+            large = os.path.join(tmp, "large.toml")
+            with open(large, "w") as f:
+                f.write("# padding\n" * 200_000)
+            self.assertRefused(self.runner(matrix=large),
+                               "the matrix %s is larger than" % large)
             latin1 = os.path.join(tmp, "latin1.toml")
             with open(latin1, "wb") as f:
                 f.write('description = "caf\u00e9"\n'.encode("latin-1"))

@@ -4,6 +4,7 @@ progress on stderr, then write and print the results. Exit status 1 when a run w
 
 import os
 import shutil
+import stat
 import statistics
 import sys
 import time
@@ -35,6 +36,9 @@ RUN_OVERHEAD_S = 1.0
 # runs judges the rate.
 STAND_IN_RATE = 1000.0
 
+# Far above any matrix a person writes (the bundled ones are under 2 KB).
+MAX_MATRIX_BYTES = 1 << 20
+
 
 def find_matrix(name):
     """The path of the matrix a command line names: a name without a slash that names a bundled
@@ -52,10 +56,17 @@ def find_matrix(name):
 
 
 def read_matrix(path):
-    """The text of a matrix file, which TOML requires to be UTF-8."""
+    """The text of a matrix file, which TOML requires to be UTF-8. Only a regular file of at
+    most MAX_MATRIX_BYTES is read: a FIFO would block the runner and /dev/zero never ends."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise MatrixError("the matrix %s is not a regular file" % path)
         with open(path, encoding="utf-8") as f:
-            return f.read()
+            text = f.read(MAX_MATRIX_BYTES + 1)
+        if len(text) > MAX_MATRIX_BYTES:
+            raise MatrixError("the matrix %s is larger than %d bytes: a matrix lists axes, "
+                              "not data" % (path, MAX_MATRIX_BYTES))
+        return text
     except OSError as e:
         raise MatrixError("cannot read the matrix %s: %s" % (path, e.strerror))
     except UnicodeDecodeError as e:
@@ -75,6 +86,14 @@ def ask_check(binary, who, arg_lists, common=()):
                                if line.strip() != CLI11_HINT)
             raise MatrixError("the %s refuses %s: %s" % (who, " ".join(args) or "its defaults",
                                                          reason))
+
+
+def require_check(load, load_flags):
+    """Refuses a load client without --check (by the flags its --help lists): every tool asks
+    it about its commands before the first run, and an exit status alone could come from any
+    program."""
+    if "check" not in load_flags:
+        raise MatrixError("%s lacks --check: is it anubis-load? (./lab build release)" % load)
 
 
 def check_server_flags(server, matrix):
@@ -164,8 +183,7 @@ def run_matrix(args):
     # flag the matrix needs, or refuses a value, fails here, not after half of the matrix.
     # Overload runs, whose rates are not known yet, are checked for everything but their rate
     # here, and with their real rates after the capacity runs.
-    if "check" not in ctx.load_flags:
-        raise MatrixError("%s lacks --check: rebuild it (./lab build release)" % ctx.load)
+    require_check(ctx.load, ctx.load_flags)
     check_combinations_load(ctx)
     if matrix.multiples:
         check_load_flags(ctx.load, [load_command(
