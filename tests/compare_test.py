@@ -12,7 +12,7 @@ import sys
 import tempfile
 import unittest
 
-from harness_testing import PID_FIFO_WRAPPER, WAIT_S, ended, write_script
+from harness_testing import PID_FIFO_WRAPPER, WAIT_S, clean_up, ended, write_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.environ.get("ANUBIS_SERVER", os.path.join(ROOT, "build/release/src/anubis-server"))
@@ -287,16 +287,7 @@ class InterruptTest(unittest.TestCase):
                 for name, pid in pids.items():
                     self.assertTrue(ended(pid), "%s left running" % name)
             finally:
-                for fd in readers.values():
-                    os.close(fd)
-                for pid in pids.values():
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                if compare.poll() is None:
-                    compare.kill()
-                    compare.wait()
+                clean_up(compare, pids.values(), readers.values())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ bounded wait for a process to end."""
 
 import os
 import select
+import signal
 
 # Bounds every wait on a child, so that a regression fails the test instead of hanging it.
 WAIT_S = 30
@@ -36,3 +37,18 @@ def ended(pid):
         return bool(readable)
     finally:
         os.close(fd)
+
+
+def clean_up(tool, pids, fds):
+    """After an interrupt test, pass or fail: closes `fds`, kills the recorded children (pids)
+    and the tool (a Popen) if any is still there, so that a failed test leaves nothing behind."""
+    for fd in fds:
+        os.close(fd)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if tool.poll() is None:
+        tool.kill()
+        tool.wait()

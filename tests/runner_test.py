@@ -25,7 +25,7 @@ from unittest import mock
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "harness"))
 
-from harness_testing import PID_FIFO_WRAPPER, write_script  # noqa: E402
+from harness_testing import PID_FIFO_WRAPPER, clean_up, write_script  # noqa: E402
 from matrix_runner import report, run  # noqa: E402
 from matrix_runner.binaries import help_defaults, server_strategies  # noqa: E402
 from matrix_runner.columns import (FIXED_SERVER_COLUMNS, HEAD_COLUMNS, LOAD_COLUMNS,  # noqa: E402
@@ -1026,16 +1026,7 @@ class InterruptTest(unittest.TestCase):
                     ended, _, _ = select.select([fd], [], [], 10)
                     self.assertTrue(ended, "%s left running" % name)
             finally:
-                for fd in pidfds.values():
-                    os.close(fd)
-                for pid in pids.values():
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                if runner.poll() is None:
-                    runner.kill()
-                    runner.wait()
+                clean_up(runner, pids.values(), pidfds.values())
 
     # Interrupted during its checks, before it has made the result directory, the runner says
     # only that it was interrupted: there are no runs to point to.
@@ -1063,14 +1054,7 @@ class InterruptTest(unittest.TestCase):
                 self.assertEqual(stderr, "runner: interrupted\n")
                 self.assertFalse(os.path.exists(out))
             finally:
-                if check is not None:
-                    try:
-                        os.kill(check, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                if runner.poll() is None:
-                    runner.kill()
-                    runner.wait()
+                clean_up(runner, [] if check is None else [check], [])
 
 
 # A parent that starts `sleep 60` as the runner starts its children, prints the child's pid and
