@@ -25,8 +25,9 @@ both binaries are the ones compare drives (anubis-server's strategy registries, 
 offering every flag compare passes), then each variant's flags and the load by the binaries'
 own --check (exit 2). A run that is not verified is reported, left out of the medians and
 ranges ("-" for a variant with no verified run), and the comparison goes on (exit 1); a run
-that measured nothing (a load process that failed) stops it (exit 1). No server or load process
-outlives this script, even when SIGKILL ends it.
+that measured nothing (a load process that failed) stops it (exit 1). SIGTERM, SIGHUP and
+Ctrl-C stop it (exit 130); no server or load process outlives this script, even when SIGKILL
+ends it.
 """
 
 import argparse

@@ -19,9 +19,9 @@ make Redis look slow in harness/runner.py.
 Everything is checked before the first run: the numbers here, that redis-server,
 redis-benchmark and anubis-load are there, and the anubis-load command by anubis-load's own
 --check (exit 2). A run that fails (a client or redis-server exits non-zero, anubis-load's
---verify fails, no rate is reported) stops the measurement with its reason (exit 1). SIGTERM
-and Ctrl-C stop the current run's processes and remove the temporary directory (exit 130); no
-redis-server or client outlives this script, even when SIGKILL ends it.
+--verify fails, no rate is reported) stops the measurement with its reason (exit 1).
+SIGTERM, SIGHUP and Ctrl-C stop the current run's processes and remove the temporary directory
+(exit 130); no redis-server or client outlives this script, even when SIGKILL ends it.
 """
 
 import argparse
